@@ -1,0 +1,279 @@
+"""`fix`: the iterate-to-fixed-point operator and its derivatives (TWNN paper, Eq. 3 and Eq. 10).
+
+Reverse and forward mode share one design: the solution `z*` is computed without derivatives, and a
+`jax.custom_jvp` rule gives its tangent `dz = J_z dz + J_args dargs` as a `lax.custom_linear_solve`.
+Forward mode (jvp, jacfwd) runs the tangent solve; reverse mode transposes it into the adjoint
+solve `u = g + J_z^T u`. Both are the same `iterate` routine as the forward pass, and both keep only
+`z*` and the parameters: memory does not grow with the number of iterations.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._backward_stats import _HEADER, encode
+from ._iterate import NORMS, SOLVERS, FixStats, Settings, iterate, tree_norm
+
+GRAD_MODES = ("implicit", "unrolled", "one_step")
+
+
+class _Static(NamedTuple):
+    settings: Settings
+    bwd_settings: Settings
+    grad_mode: str
+    probe_capacity: int
+
+
+def _is_concrete(x) -> bool:
+    if isinstance(x, (numbers.Number, np.ndarray, np.generic)):
+        return True
+    try:
+        return not isinstance(x, jax.core.Tracer)
+    except AttributeError:  # pragma: no cover - very old/new JAX
+        return False
+
+
+def _check_scalar(name, value, *, low, strict, integer=False):
+    if not _is_concrete(value):
+        return
+    arr = np.asarray(value)
+    if arr.shape != ():
+        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
+    v = arr.item()
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if integer and v != int(v):
+        raise ValueError(f"{name} must be an integer, got {v}")
+    bad = v <= low if strict else v < low
+    if bad:
+        rel = ">" if strict else ">="
+        raise ValueError(f"{name} must be {rel} {low}, got {v}")
+
+
+def _check_structure(f, z0, args):
+    leaves = jax.tree.leaves(z0)
+    if not leaves:
+        raise ValueError("z0 has no array leaves: give an initial state (an array or a pytree of arrays)")
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise ValueError(f"z0 must hold floating-point arrays, got dtype {jnp.result_type(leaf)}")
+    try:
+        out = jax.eval_shape(f, z0, *args)
+    except Exception as err:  # re-raised with the context users need
+        raise ValueError(f"calling f(z0, *args) failed while checking shapes: {err}") from err
+    in_def, out_def = jax.tree.structure(z0), jax.tree.structure(out)
+    if in_def != out_def:
+        raise ValueError(f"f must return the structure of z0: z0 is {in_def}, f(z0, *args) is {out_def}")
+    for path_leaf_in, leaf_out in zip(jax.tree_util.tree_leaves_with_path(z0), jax.tree.leaves(out)):
+        path, leaf_in = path_leaf_in
+        where = jax.tree_util.keystr(path) or "z"
+        in_shape, in_dtype = jnp.shape(leaf_in), jnp.result_type(leaf_in)
+        if in_shape != leaf_out.shape:
+            raise ValueError(
+                f"f changes the shape of {where}: z0 has {in_shape}, f(z0, *args) has {leaf_out.shape}"
+            )
+        if in_dtype != leaf_out.dtype:
+            raise ValueError(
+                f"f changes the dtype of {where}: z0 is {in_dtype}, f(z0, *args) is {leaf_out.dtype}; "
+                "cast inside f or start from z0 of that dtype"
+            )
+
+
+def fix(
+    f: Callable,
+    z0,
+    *args,
+    tol=1e-3,
+    max_iter=300,
+    solver: str = "plain",
+    damping=0.5,
+    anderson_memory: int = 5,
+    anderson_mixing=1.0,
+    norm: str = "max",
+    relative: bool = False,
+    grad_mode: str = "implicit",
+    bwd_tol=1e-4,
+    bwd_max_iter=None,
+    trajectory: int = 0,
+    unroll_capacity: int | None = None,
+    probe=None,
+):
+    """Iterate `z <- f(z, *args)` from `z0` to a fixed point; returns `(z, FixStats)`.
+
+    Stops when `||z_t - z_{t-1}|| <= tol` (max-abs norm; `norm="l2"` for Euclidean, `relative=True`
+    divides by `||z_t||`), when a step is not finite, or after `max_iter` steps. Works on one sample;
+    `jax.vmap` gives per-sample counts. Parameters reach `f` through `args` and receive gradients.
+
+    Keyword settings:
+      tol, max_iter, damping, anderson_mixing, bwd_tol, bwd_max_iter: numbers or traced arrays;
+        changing them never recompiles a jitted caller.
+      solver: "plain" (paper), "damped" (`z <- z + damping (f(z) - z)`) or "anderson".
+        Damped and Anderson measure the residual `||f(z) - z||`.
+      grad_mode: "implicit" (adjoint fixed point, default), "unrolled" (backprop through the
+        iterations, a `lax.scan` of `unroll_capacity` steps, masked after `max_iter`) or "one_step"
+        (Jacobian-free: differentiate one application of f at the fixed point).
+      bwd_tol: tolerance of the adjoint (and tangent) solve, relative to the size of its right-hand
+        side; bwd_max_iter defaults to max_iter.
+      trajectory: static capacity; record the residual at each of the first `trajectory` steps.
+      probe: from `backward_probe(...)`; its gradient carries the adjoint statistics.
+
+    >>> import jax.numpy as jnp
+    >>> z, stats = fix(lambda z, a: 0.5 * z + a, jnp.zeros(3), jnp.ones(3), tol=1e-6)
+    >>> bool(stats.converged), round(float(z[0]), 4)
+    (True, 2.0)
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if grad_mode not in GRAD_MODES:
+        raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
+    if not isinstance(trajectory, int) or trajectory < 0:
+        raise ValueError(f"trajectory must be a non-negative int (a static capacity), got {trajectory!r}")
+    if not isinstance(anderson_memory, int) or anderson_memory < 1:
+        raise ValueError(f"anderson_memory must be an int >= 1, got {anderson_memory!r}")
+    _check_scalar("tol", tol, low=0.0, strict=True)
+    _check_scalar("max_iter", max_iter, low=1, strict=False, integer=True)
+    _check_scalar("bwd_tol", bwd_tol, low=0.0, strict=True)
+    if bwd_max_iter is not None:
+        _check_scalar("bwd_max_iter", bwd_max_iter, low=1, strict=False, integer=True)
+    _check_scalar("damping", damping, low=0.0, strict=True)
+    if _is_concrete(damping) and float(np.asarray(damping)) > 1.0:
+        raise ValueError(f"damping must be in (0, 1], got {float(np.asarray(damping))}")
+    _check_structure(f, z0, args)
+    if probe is not None:
+        probe_shape = jnp.shape(probe)
+        if len(probe_shape) != 1 or probe_shape[0] < _HEADER:
+            raise ValueError(
+                f"probe must be one sample's 1-d slot of length >= {_HEADER} (from backward_probe); got "
+                f"shape {probe_shape}. For a batch, vmap fix over the probe's leading axis."
+            )
+    if grad_mode == "unrolled" and unroll_capacity is None:
+        if not _is_concrete(max_iter):
+            raise ValueError(
+                "grad_mode='unrolled' with a traced max_iter needs unroll_capacity (a static upper bound)"
+            )
+        unroll_capacity = int(max_iter)
+
+    settings = Settings(solver=solver, norm=norm, relative=relative, trajectory=trajectory,
+                        anderson_memory=anderson_memory)
+    bwd_settings = Settings(solver=solver, norm=norm, relative=False, trajectory=0 if probe is None
+                            else probe.shape[-1] - _HEADER, anderson_memory=anderson_memory)
+    dyn = dict(
+        tol=tol,
+        max_iter=max_iter,
+        damping=damping,
+        anderson_mixing=anderson_mixing,
+        bwd_tol=bwd_tol,
+        bwd_max_iter=max_iter if bwd_max_iter is None else bwd_max_iter,
+    )
+    solve_kw = dict(tol=tol, max_iter=max_iter, settings=settings, damping=damping,
+                    anderson_mixing=anderson_mixing)
+
+    if grad_mode == "unrolled":
+        z0 = jax.lax.stop_gradient(z0)
+        z, stats = iterate(lambda z: f(z, *args), z0, scan_length=unroll_capacity, **solve_kw)
+        return _report_forward_work(z, probe, stats, bwd_settings.trajectory), stats
+
+    frozen = jax.lax.stop_gradient((z0, args))
+    z_star, stats = iterate(lambda z: f(z, *frozen[1]), frozen[0], **solve_kw)
+
+    if grad_mode == "one_step":
+        z = f(z_star, *args)
+        one = FixStats(jnp.ones((), jnp.int32), jnp.zeros(()), jnp.ones((), bool), jnp.zeros((), bool))
+        return _report_forward_work(z, probe, one, bwd_settings.trajectory), stats
+
+    static = _Static(settings, bwd_settings, grad_mode, bwd_settings.trajectory)
+    dyn = {k: jnp.asarray(v) for k, v in dyn.items()}
+    z = _implicit(f, static, z_star, args, dyn, probe)
+    return z, stats
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _implicit(f, static, z_star, args, dyn, probe):
+    del f, static, args, dyn, probe
+    return z_star
+
+
+@_implicit.defjvp
+def _implicit_jvp(f, static, primals, tangents):
+    z_star, args, dyn, probe = primals
+    _, dargs, _, dprobe = tangents
+    f_z = lambda z: f(z, *args)  # noqa: E731
+    _, b = jax.jvp(lambda a: f(z_star, *a), (args,), (dargs,))
+    _, jvp_z = jax.linearize(f_z, z_star)
+    _, vjp_z = jax.vjp(f_z, z_star)
+    kw = dict(max_iter=dyn["bwd_max_iter"], damping=dyn["damping"], anderson_mixing=dyn["anderson_mixing"])
+    dtype = jnp.result_type(*jax.tree.leaves(z_star))
+    tiny = jnp.finfo(dtype).tiny
+
+    def rel_tol(rhs):
+        return dyn["bwd_tol"].astype(dtype) * jnp.maximum(tree_norm(rhs, static.bwd_settings.norm), tiny)
+
+    def tangent_solve(rhs):
+        step = lambda x: jax.tree.map(jnp.add, rhs, jvp_z(x))  # noqa: E731
+        return iterate(step, rhs, tol=rel_tol(rhs), settings=static.bwd_settings._replace(trajectory=0), **kw)[0]
+
+    def adjoint_solve(rhs):
+        step = lambda u: jax.tree.map(jnp.add, rhs, vjp_z(u)[0])  # noqa: E731
+        return iterate(step, rhs, tol=rel_tol(rhs), settings=static.bwd_settings, **kw)
+
+    def matvec_z(x):
+        return jax.tree.map(jnp.subtract, x, jvp_z(x))
+
+    if probe is None:
+        dz = lax.custom_linear_solve(
+            matvec_z, b, lambda _, rhs: tangent_solve(rhs), lambda _, rhs: adjoint_solve(rhs)[0]
+        )
+        return z_star, dz
+
+    # The probe rides along as an identity block; the adjoint solve writes its statistics into the
+    # probe's cotangent. `0 * b` ties the probe's right-hand side to the differentiated inputs, so the
+    # transpose sees it as linear in them (a tangent that is a plain constant cannot be transposed).
+    first = jnp.ravel(jax.tree.leaves(b)[0])[0]
+    b_probe = dprobe + jnp.zeros_like(dprobe) * first.astype(dprobe.dtype)
+
+    def matvec(x):
+        return matvec_z(x[0]), x[1]
+
+    def solve(_, rhs):
+        return tangent_solve(rhs[0]), rhs[1]
+
+    def transpose_solve(_, rhs):
+        u, st = adjoint_solve(rhs[0])
+        return u, rhs[1] + encode(st, static.probe_capacity, rhs[1].dtype)
+
+    dz, _ = lax.custom_linear_solve(matvec, (b, b_probe), solve, transpose_solve)
+    return z_star, dz
+
+
+def _report_forward_work(z, probe, stats, capacity):
+    """For the unrolled and one-step modes: the backward pass repeats the forward work; report it."""
+    if probe is None:
+        return z
+    return _attach(z, probe, encode(lax.stop_gradient(stats), capacity, probe.dtype))
+
+
+@jax.custom_vjp
+def _attach(z, probe, code):
+    del probe, code
+    return z
+
+
+def _attach_fwd(z, probe, code):
+    return z, code
+
+
+def _attach_bwd(code, g):
+    return g, code, jnp.zeros_like(code)
+
+
+_attach.defvjp(_attach_fwd, _attach_bwd)

@@ -1,0 +1,183 @@
+"""The one iteration routine behind every solve: forward, tangent and adjoint.
+
+`iterate(step, x0, ...)` repeats `x <- step(x)` (plain), a damped version of it, or Anderson
+acceleration, until the residual `||step(x) - x||` is at most `tol`, the residual stops being
+finite, or `max_iter` steps have been taken. It works on one sample; under `jax.vmap` every sample
+keeps its own counter and a sample that has finished stops changing while the slowest one runs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+SOLVERS = ("plain", "damped", "anderson")
+NORMS = ("max", "l2")
+
+
+class FixStats(NamedTuple):
+    """Statistics of one solve (per sample under `jax.vmap`).
+
+    iters:      int32, steps taken.
+    residual:   the last residual `||z_t - z_{t-1}||` (divided by `||z_t||` for a relative test);
+                `inf` once a step produced a non-finite value.
+    converged:  bool, the residual reached `tol`. False after `max_iter` or on a non-finite step.
+    diverged:   bool, a step produced a non-finite value; the returned state is the last finite one.
+    trajectory: the residual at every step, shape `(capacity,)`, entries past `iters` are NaN
+                (never computed); `None` unless a capacity was asked for.
+    """
+
+    iters: jax.Array
+    residual: jax.Array
+    converged: jax.Array
+    diverged: jax.Array
+    trajectory: jax.Array | None = None
+
+
+class Settings(NamedTuple):
+    """The static (compile-time) choices of an iteration. Numbers that users change live are not here."""
+
+    solver: str = "plain"
+    norm: str = "max"
+    relative: bool = False
+    trajectory: int = 0
+    anderson_memory: int = 5
+
+
+def tree_norm(x, norm: str) -> jax.Array:
+    """Max-abs (`"max"`) or Euclidean (`"l2"`) norm over all leaves of a pytree."""
+    leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(x) if jnp.size(leaf) > 0]
+    if not leaves:
+        return jnp.zeros(())
+    if norm == "max":
+        return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in leaves]))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+
+
+def _tree_where(cond, a, b):
+    return jax.tree.map(lambda u, v: jnp.where(cond, u, v), a, b)
+
+
+def _anderson_init(x, memory: int):
+    flat, _ = ravel_pytree(x)
+    n = flat.shape[0]
+    return (jnp.zeros((memory, n), flat.dtype), jnp.zeros((memory, n), flat.dtype))
+
+
+def _anderson_next(x, fx, t, hist, *, memory: int, mixing, reg):
+    """One Anderson (type II) update with a history of the last `memory` pairs (x, f(x))."""
+    flat_x, unravel = ravel_pytree(x)
+    flat_fx, _ = ravel_pytree(fx)
+    xs, fs = hist
+    slot = t % memory
+    xs = lax.dynamic_update_index_in_dim(xs, flat_x, slot, 0)
+    fs = lax.dynamic_update_index_in_dim(fs, flat_fx, slot, 0)
+    g = fs - xs
+    valid = jnp.arange(memory) < jnp.minimum(t + 1, memory)
+    both = valid[:, None] & valid[None, :]
+    gram = jnp.where(both, g @ g.T, 0.0)
+    n_valid = jnp.sum(valid)
+    scale = jnp.trace(gram) / n_valid + jnp.finfo(gram.dtype).tiny
+    diag = jnp.where(valid, reg * scale, 1.0)
+    gram = gram + jnp.diag(diag)
+    ones = valid.astype(gram.dtype)
+    system = jnp.block([[jnp.zeros((1, 1), gram.dtype), ones[None, :]], [ones[:, None], gram]])
+    rhs = jnp.zeros((memory + 1,), gram.dtype).at[0].set(1.0)
+    alpha = jnp.linalg.solve(system, rhs)[1:]
+    new = mixing * (alpha @ fs) + (1.0 - mixing) * (alpha @ xs)
+    # A singular system gives a non-finite mix: fall back to the plain step for that sample.
+    new = jnp.where(jnp.all(jnp.isfinite(new)), new, flat_fx)
+    return unravel(new), (xs, fs)
+
+
+def iterate(
+    step: Callable,
+    x0,
+    *,
+    tol,
+    max_iter,
+    settings: Settings = Settings(),
+    damping=0.5,
+    anderson_mixing=1.0,
+    anderson_reg=1e-6,
+    scan_length: int = 0,
+):
+    """Iterate `x <- step(x)` from `x0`; returns `(x, FixStats)`. See the module docstring.
+
+    `scan_length > 0` runs a `lax.scan` of that many steps instead of a `while_loop` (steps after
+    the stop are masked): the loop can then be differentiated by backprop ("unrolled" gradients).
+    """
+    dtype = jnp.result_type(*jax.tree.leaves(x0)) if jax.tree.leaves(x0) else jnp.float32
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.float32
+    tol = jnp.asarray(tol, dtype)
+    max_iter = jnp.asarray(max_iter, jnp.int32)
+    damping = jnp.asarray(damping, dtype)
+    capacity = settings.trajectory
+    tiny = jnp.finfo(dtype).tiny
+
+    traj0 = jnp.full((max(capacity, 1),), jnp.nan, dtype)
+    hist0 = _anderson_init(x0, settings.anderson_memory) if settings.solver == "anderson" else ()
+
+    def residual_of(x, fx):
+        r = tree_norm(jax.tree.map(jnp.subtract, fx, x), settings.norm).astype(dtype)
+        if settings.relative:
+            r = r / jnp.maximum(tree_norm(fx, settings.norm).astype(dtype), tiny)
+        return r
+
+    def cond(carry):
+        return ~carry[3]
+
+    def body(carry):
+        t, x, res, done, conv, div, traj, hist = carry
+        fx = step(x)
+        r = lax.stop_gradient(residual_of(x, fx))
+        finite = jnp.isfinite(r)
+        if settings.solver == "plain":
+            x_new = fx
+        elif settings.solver == "damped":
+            x_new = jax.tree.map(lambda a, b: a + damping * (b - a), x, fx)
+        else:
+            x_new, hist_new = _anderson_next(
+                x, fx, t, hist, memory=settings.anderson_memory, mixing=anderson_mixing, reg=anderson_reg
+            )
+            # Once converged, hand back f(x): one step closer than the mix.
+            x_new = _tree_where(r <= tol, fx, x_new)
+            hist = _tree_where(done, hist, hist_new)
+        active = ~done
+        x = _tree_where(active & finite, x_new, x)
+        if capacity:
+            idx = jnp.minimum(t, capacity - 1)
+            keep = traj[idx]
+            traj = traj.at[idx].set(jnp.where(active & (t < capacity), jnp.where(finite, r, jnp.inf), keep))
+        t_next = jnp.where(active, t + 1, t)
+        res = jnp.where(active, jnp.where(finite, r, jnp.inf), res)
+        conv = conv | (active & finite & (r <= tol))
+        div = div | (active & ~finite)
+        done = done | conv | div | (t_next >= max_iter)
+        return t_next, x, res, done, conv, div, traj, hist
+
+    init = (
+        jnp.zeros((), jnp.int32),
+        x0,
+        jnp.full((), jnp.inf, dtype),
+        jnp.zeros((), bool),
+        jnp.zeros((), bool),
+        jnp.zeros((), bool),
+        traj0,
+        hist0,
+    )
+    if scan_length:
+        final, _ = lax.scan(lambda c, _: (body(c), None), init, None, length=scan_length)
+    else:
+        final = lax.while_loop(cond, body, init)
+    t, x, res, _, conv, div, traj, _ = final
+    stats = FixStats(
+        iters=t, residual=res, converged=conv, diverged=div, trajectory=traj if capacity else None
+    )
+    return x, stats
