@@ -220,7 +220,8 @@ def _implicit_jvp(f, static, primals, tangents):
 
     def tangent_solve(rhs):
         step = lambda x: jax.tree.map(jnp.add, rhs, jvp_z(x))  # noqa: E731
-        return iterate(step, rhs, tol=rel_tol(rhs), settings=static.bwd_settings._replace(trajectory=0), **kw)[0]
+        settings = static.bwd_settings._replace(trajectory=0)
+        return iterate(step, rhs, tol=rel_tol(rhs), settings=settings, **kw)[0]
 
     def adjoint_solve(rhs):
         step = lambda u: jax.tree.map(jnp.add, rhs, vjp_z(u)[0])  # noqa: E731
