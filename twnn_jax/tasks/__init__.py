@@ -1,0 +1,9 @@
+"""The paper's tasks on CPU-sized data: sine-wave generation, 8x8 digits, adding and copy memory."""
+
+from .base import Task as Task
+from .digits import digits_task as digits_task
+from .sequences import adding_task as adding_task
+from .sequences import copy_task as copy_task
+from .sine import sine_task as sine_task
+
+TASKS = ("sine", "digits", "adding", "copy")

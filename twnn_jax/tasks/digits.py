@@ -1,0 +1,48 @@
+"""Digit classification on scikit-learn's 8x8 digits (shipped with the package, no download)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .base import Task
+
+
+def load_digits_split(seed: int = 0, test_size: int = 360):
+    """Features in [0, 1] (64 values), labels 0-9; a train/test split fixed by `seed`."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int32)
+    order = np.random.default_rng(seed).permutation(len(y))
+    test, train = order[:test_size], order[test_size:]
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def classification_loss(logits, y):
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    acc = jnp.mean(jnp.argmax(logits, -1) == y)
+    return loss, acc
+
+
+def digits_task(split_seed: int = 0) -> Task:
+    (x_train, y_train), test = load_digits_split(split_seed)
+    x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
+
+    def sample(key, batch_size):
+        idx = jax.random.randint(key, (batch_size,), 0, x_train.shape[0])
+        return x_train[idx], y_train[idx]
+
+    return Task(
+        name="digits",
+        sample=sample,
+        loss=classification_loss,
+        eval_set=(jnp.asarray(test[0]), jnp.asarray(test[1])),
+        n_in=64,
+        n_out=10,
+        metric_name="accuracy",
+        info={"n_train": int(x_train.shape[0]), "n_test": int(test[0].shape[0]), "split_seed": split_seed},
+    )

@@ -1,0 +1,352 @@
+"""Training: a config record, live controls, one jitted step, evaluation and a loop with a callback.
+
+>>> cfg = TrainConfig(task="sine")                                      # doctest: +SKIP
+>>> trainer = build_trainer(cfg)                                        # doctest: +SKIP
+>>> state = trainer.init(cfg.seed)                                      # doctest: +SKIP
+>>> state, metrics = trainer.step(state, live_controls(cfg))           # doctest: +SKIP
+
+`LiveControls` (tol, max_iter, gate, damping, bwd_tol, lr) are traced arrays: changing them between
+steps never recompiles. Everything in `TrainConfig` is static: changing it builds a new trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._backward_stats import backward_probe, value_and_grad_with_stats
+from ._fix import GRAD_MODES
+from ._iterate import SOLVERS
+from .models import DEFAULT_MODEL, MODEL_KINDS, Model, build_model
+from .tasks import TASKS, Task, adding_task, copy_task, digits_task, sine_task
+from .wormhole import SWEEPS, SolveSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run. Defaults follow the paper's Table II (lr, batch, tol, max_iter)."""
+
+    task: str = "sine"
+    model: str | None = None  # None: the task's default (see models.DEFAULT_MODEL)
+    hidden: int = 32
+    depth: int = 4  # resnet_plain only
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    tol: float = 1e-3
+    max_iter: int = 300
+    gate: float = -2.0
+    damping: float = 0.5
+    bwd_tol: float = 1e-4
+    solver: str = "plain"
+    grad_mode: str = "implicit"
+    sweep: str = "layer"
+    trajectory: int = 0  # record forward and backward residual trajectories of this capacity
+    unroll_capacity: int = 300  # scan length when grad_mode="unrolled"
+    spectral_bound: float | None = 0.9  # bound on the wormhole (recurrent) weights; None: off
+    clip_norm: float | None = 1.0  # gradient clipping by global norm; None: off
+    n_freqs: int = 1  # sine: 1, 2 or 3 sinusoids
+    window: int = 16  # sine: input window
+    seq_len: int = 50  # adding: sequence length; copy: the delay
+    split_seed: int = 0  # digits: train/test split
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**d)
+
+
+# (name, low, high, integer) -- the allowed ranges, shared by the CLI and the dashboard
+RANGES = {
+    "tol": (1e-8, 1.0, False),
+    "max_iter": (1, 10_000, True),
+    "gate": (-20.0, 20.0, False),
+    "damping": (0.01, 1.0, False),
+    "bwd_tol": (1e-8, 1.0, False),
+    "lr": (1e-6, 1.0, False),
+    "hidden": (1, 4096, True),
+    "depth": (1, 64, True),
+    "batch_size": (1, 65536, True),
+    "seed": (0, 2**31 - 1, True),
+    "trajectory": (0, 10_000, True),
+    "unroll_capacity": (1, 10_000, True),
+    "n_freqs": (1, 3, True),
+    "window": (2, 512, True),
+    "seq_len": (1, 100_000, True),
+    "split_seed": (0, 2**31 - 1, True),
+}
+CHOICES = {"task": TASKS, "model": MODEL_KINDS + (None,), "solver": SOLVERS, "grad_mode": GRAD_MODES,
+           "sweep": SWEEPS}
+
+
+def check_value(name: str, value) -> None:
+    """Raise ValueError naming the setting and its allowed range when `value` is out of it."""
+    if name in CHOICES:
+        if value not in CHOICES[name]:
+            allowed = ", ".join(str(c) for c in CHOICES[name] if c is not None)
+            raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+        return
+    if name in ("spectral_bound", "clip_norm"):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number or None (off); got {value!r}")
+        return
+    if name not in RANGES:
+        return
+    low, high, integer = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}")
+    if not math.isfinite(float(value)) or not (low <= value <= high):
+        raise ValueError(f"{name} must be in [{low}, {high}]; got {value!r}")
+    if integer and float(value) != int(value):
+        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    for f in dataclasses.fields(cfg):
+        check_value(f.name, getattr(cfg, f.name))
+    if cfg.grad_mode == "unrolled" and cfg.solver == "anderson":
+        pass  # supported: the scan differentiates through the Anderson mix
+
+
+class LiveControls(NamedTuple):
+    """The settings a user changes while training runs; all traced (no recompilation)."""
+
+    tol: jax.Array
+    max_iter: jax.Array
+    gate: jax.Array
+    damping: jax.Array
+    bwd_tol: jax.Array
+    lr: jax.Array
+
+
+def live_controls(cfg: TrainConfig, **changes) -> LiveControls:
+    """LiveControls from the config, with `changes` applied; values are range-checked."""
+    values = {name: getattr(cfg, name) for name in LiveControls._fields}
+    values.update(changes)
+    for name, value in values.items():
+        check_value(name, value)
+    return LiveControls(
+        tol=jnp.asarray(values["tol"], jnp.float32),
+        max_iter=jnp.asarray(values["max_iter"], jnp.int32),
+        gate=jnp.asarray(values["gate"], jnp.float32),
+        damping=jnp.asarray(values["damping"], jnp.float32),
+        bwd_tol=jnp.asarray(values["bwd_tol"], jnp.float32),
+        lr=jnp.asarray(values["lr"], jnp.float32),
+    )
+
+
+class TrainState(NamedTuple):
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+
+
+class Trainer(NamedTuple):
+    """A built run: pure functions over TrainState (init, step and evaluate are jitted)."""
+
+    config: TrainConfig
+    task: Task
+    model: Model
+    init: Callable  # seed -> TrainState
+    step: Callable  # (state, live) -> (state, metrics)
+    evaluate: Callable  # (params, live) -> dict of per-sample arrays on the evaluation set
+    generate: Callable | None  # sine only: (params, live) -> dict(series, target, fwd_iters, rmse)
+    contraction: Callable | None  # (params, live) -> per-sample ||J|| estimate on 8 evaluation samples
+
+
+def build_task(cfg: TrainConfig) -> Task:
+    if cfg.task == "sine":
+        return sine_task(cfg.n_freqs, cfg.window)
+    if cfg.task == "digits":
+        return digits_task(cfg.split_seed)
+    if cfg.task == "adding":
+        return adding_task(cfg.seq_len)
+    return copy_task(cfg.seq_len)
+
+
+def _optimizer(clip_norm):
+    def make(learning_rate):
+        adam = optax.adam(learning_rate)
+        return adam if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), adam)
+
+    return optax.inject_hyperparams(make)(learning_rate=1e-3)
+
+
+def _tree_all_finite(tree):
+    leaves = jax.tree.leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
+
+
+def build_trainer(cfg: TrainConfig) -> Trainer:
+    check_config(cfg)
+    task = build_task(cfg)
+    model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth)
+    opt = _optimizer(cfg.clip_norm)
+    capacity = cfg.trajectory
+
+    def settings(live: LiveControls) -> SolveSettings:
+        return SolveSettings(
+            tol=live.tol, max_iter=live.max_iter, damping=live.damping, bwd_tol=live.bwd_tol,
+            solver=cfg.solver, grad_mode=cfg.grad_mode, sweep=cfg.sweep, trajectory=capacity,
+            unroll_capacity=cfg.unroll_capacity, spectral_bound=cfg.spectral_bound,
+        )
+
+    def forward(params, x, live, probe):
+        s = settings(live)
+        return jax.vmap(lambda xi, pi: model.apply(params, xi, live.gate, s, pi))(x, probe)
+
+    def init(seed) -> TrainState:
+        k_model, k_data = jax.random.split(jax.random.PRNGKey(seed))
+        params = model.init(k_model)
+        return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), k_data)
+
+    def step(state: TrainState, live: LiveControls):
+        key, k_batch = jax.random.split(state.key)
+        x, y = task.sample(k_batch, cfg.batch_size)
+        probe = backward_probe((cfg.batch_size,), capacity)
+
+        def loss_fn(params, probe):
+            out, stats, gates = forward(params, x, live, probe)
+            loss, metric = task.loss(out, y)
+            return loss, (metric, stats, gates)
+
+        (loss, (metric, stats, gates)), grads, bst = value_and_grad_with_stats(loss_fn, has_aux=True)(
+            state.params, probe
+        )
+        finite = jnp.isfinite(loss) & _tree_all_finite(grads)
+        hyper = dict(state.opt_state.hyperparams)
+        hyper["learning_rate"] = live.lr
+        opt_state = state.opt_state._replace(hyperparams=hyper)
+        safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
+        updates, new_opt = opt.update(safe_grads, opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        new_state = TrainState(keep(new_params, state.params), keep(new_opt, state.opt_state),
+                               state.step + 1, key)
+        metrics = {
+            "step": state.step + 1,
+            "loss": loss,
+            "metric": metric,
+            "skipped": ~finite,
+            "grad_norm": optax.global_norm(safe_grads),
+            "fwd_iters": stats.iters,
+            "fwd_residual": stats.residual,
+            "fwd_converged": stats.converged,
+            "fwd_diverged": stats.diverged,
+            "bwd_iters": bst.iters,
+            "bwd_residual": bst.residual,
+            "bwd_converged": bst.converged,
+            "gates": gates,
+        }
+        if capacity:
+            metrics["fwd_trajectory"] = stats.trajectory
+            metrics["bwd_trajectory"] = bst.trajectory
+        return new_state, metrics
+
+    def evaluate(params, live: LiveControls):
+        x, y = task.eval_set
+        probe = backward_probe((x.shape[0],), 0)
+        out, stats, gates = forward(params, x, live, probe)
+        loss, metric = task.loss(out, y)
+        per_sample = jax.vmap(lambda o, t: task.loss(o[None], t[None]))(out, y)
+        result = {
+            "loss": loss, "metric": metric, "sample_loss": per_sample[0], "sample_metric": per_sample[1],
+            "fwd_iters": stats.iters, "fwd_residual": stats.residual, "fwd_converged": stats.converged,
+            "gates": gates, "output": out,
+        }
+        if task.name == "digits":
+            result["confidence"] = jnp.max(jax.nn.softmax(out, -1), -1)
+        return result
+
+    generate = None
+    if task.name == "sine":
+        def generate(params, live: LiveControls):
+            """Free-running: start from the true window, feed the model's outputs back."""
+            x0, target = task.eval_set
+            s = settings(live)
+            probe = backward_probe((x0.shape[0],), 0)
+
+            def one(window, _):
+                y, stats, _ = jax.vmap(lambda w, p: model.apply(params, w, live.gate, s, p))(window, probe)
+                window = jnp.concatenate([window[:, 1:], y], axis=1)
+                return window, (y[:, 0], stats.iters)
+
+            _, (ys, iters) = jax.lax.scan(one, x0, None, length=target.shape[1])
+            series = ys.T
+            return {"series": series, "target": target, "fwd_iters": iters.T,
+                    "rmse": jnp.sqrt(jnp.mean(jnp.square(series - target)))}
+
+        generate = jax.jit(generate)
+
+    contraction = None
+    if model.contraction is not None:
+        def contraction(params, live: LiveControls):
+            x = task.eval_set[0][:8]
+            return jax.vmap(lambda xi: model.contraction(params, xi, live.gate, settings(live)))(x)
+
+        contraction = jax.jit(contraction)
+
+    return Trainer(cfg, task, model, init, jax.jit(step), jax.jit(evaluate), generate, contraction)
+
+
+def summarize(metrics: dict) -> dict:
+    """Per-step scalars (plain Python numbers) from a step's metrics: what metrics.jsonl holds."""
+    m = jax.device_get(metrics)
+    fwd, bwd = np.asarray(m["fwd_iters"]), np.asarray(m["bwd_iters"])
+    gates = np.asarray(m["gates"])
+    return {
+        "step": int(m["step"]),
+        "loss": float(m["loss"]),
+        "metric": float(m["metric"]),
+        "skipped": bool(m["skipped"]),
+        "grad_norm": float(m["grad_norm"]),
+        "fwd_iters_mean": float(fwd.mean()),
+        "fwd_iters_max": int(fwd.max()),
+        "bwd_iters_mean": float(bwd.mean()),
+        "bwd_iters_max": int(bwd.max()),
+        "converged_frac": float(np.mean(m["fwd_converged"])),
+        "bwd_converged_frac": float(np.mean(m["bwd_converged"])),
+        "fwd_residual_max": float(np.max(m["fwd_residual"])),
+        "gate_mean": float(gates.mean()) if gates.size else None,
+    }
+
+
+def train(
+    trainer: Trainer,
+    steps: int,
+    *,
+    state: TrainState | None = None,
+    live: LiveControls | None = None,
+    callback: Callable[[dict, TrainState], bool | None] | None = None,
+) -> tuple[TrainState, list[dict]]:
+    """Run `steps` steps; returns the final state and the history (one `summarize` dict a step).
+
+    `callback(summary, state)` runs after each step; returning True stops early.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    cfg = trainer.config
+    state = trainer.init(cfg.seed) if state is None else state
+    live = live_controls(cfg) if live is None else live
+    history = []
+    for _ in range(steps):
+        state, metrics = trainer.step(state, live)
+        summary = summarize(metrics)
+        history.append(summary)
+        if callback is not None and callback(summary, state):
+            break
+    return state, history
