@@ -7,7 +7,14 @@ import pytest
 
 import twnn_jax as tj
 
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64():
+    """Gradient checks need float64; switched on for this module only (the rest of the suite is float32)."""
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
 
 TIGHT = dict(tol=1e-13, max_iter=2000, bwd_tol=1e-13)
 
@@ -87,15 +94,15 @@ def _random_like(tree, seed):
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 def test_gradient_matches_finite_differences_and_unrolled(name, solver):
     f, z0, args = PROBLEMS[name]()
-    loss = _loss(f, z0, solver=solver, **TIGHT)
-    grads = jax.grad(loss, argnums=tuple(range(len(args))))(*args)
-    for seed in range(3):
+    loss = jax.jit(_loss(f, z0, solver=solver, **TIGHT))
+    grads = jax.jit(jax.grad(loss, argnums=tuple(range(len(args)))))(*args)
+    for seed in range(2):
         direction = _random_like(args, seed)
         fd = _central_fd_directional(loss, args, direction)
         ad = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction)))
         np.testing.assert_allclose(ad, fd, rtol=1e-6, atol=1e-8)
-    unrolled = _loss(f, z0, solver=solver, grad_mode="unrolled", tol=1e-13, max_iter=400)
-    grads_unrolled = jax.grad(unrolled, argnums=tuple(range(len(args))))(*args)
+    unrolled = _loss(f, z0, solver=solver, grad_mode="unrolled", tol=1e-13, max_iter=200)
+    grads_unrolled = jax.jit(jax.grad(unrolled, argnums=tuple(range(len(args)))))(*args)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_unrolled)):
         np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
 
@@ -104,6 +111,7 @@ def test_gradient_matches_finite_differences_and_unrolled(name, solver):
 def test_forward_mode_agrees_with_reverse_and_finite_differences(name):
     f, z0, args = PROBLEMS[name]()
 
+    @jax.jit
     def solution(*args):
         return tj.fix(f, z0, *args, **TIGHT)[0]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,13 +22,6 @@ from ._backward_stats import _HEADER, encode
 from ._iterate import NORMS, SOLVERS, FixStats, Settings, iterate, tree_norm
 
 GRAD_MODES = ("implicit", "unrolled", "one_step")
-
-
-class _Static(NamedTuple):
-    settings: Settings
-    bwd_settings: Settings
-    grad_mode: str
-    probe_capacity: int
 
 
 def _is_concrete(x) -> bool:
@@ -167,14 +159,6 @@ def fix(
                         anderson_memory=anderson_memory)
     bwd_settings = Settings(solver=solver, norm=norm, relative=False, trajectory=0 if probe is None
                             else probe.shape[-1] - _HEADER, anderson_memory=anderson_memory)
-    dyn = dict(
-        tol=tol,
-        max_iter=max_iter,
-        damping=damping,
-        anderson_mixing=anderson_mixing,
-        bwd_tol=bwd_tol,
-        bwd_max_iter=max_iter if bwd_max_iter is None else bwd_max_iter,
-    )
     solve_kw = dict(tol=tol, max_iter=max_iter, settings=settings, damping=damping,
                     anderson_mixing=anderson_mixing)
 
@@ -191,20 +175,26 @@ def fix(
         one = FixStats(jnp.ones((), jnp.int32), jnp.zeros(()), jnp.ones((), bool), jnp.zeros((), bool))
         return _report_forward_work(z, probe, one, bwd_settings.trajectory), stats
 
-    static = _Static(settings, bwd_settings, grad_mode, bwd_settings.trajectory)
-    dyn = {k: jnp.asarray(v) for k, v in dyn.items()}
-    z = _implicit(f, static, z_star, args, dyn, probe)
+    adjoint = dict(
+        bwd_tol=bwd_tol,
+        bwd_max_iter=max_iter if bwd_max_iter is None else bwd_max_iter,
+        damping=damping,
+        anderson_mixing=anderson_mixing,
+    )
+    adjoint = {k: jnp.asarray(v) for k, v in adjoint.items()}
+    z = _implicit(f, bwd_settings, z_star, args, adjoint, probe)
     return z, stats
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _implicit(f, static, z_star, args, dyn, probe):
-    del f, static, args, dyn, probe
+def _implicit(f, settings, z_star, args, dyn, probe):
+    """`z_star` with the derivative of the fixed point; `settings` are those of the tangent/adjoint solves."""
+    del f, settings, args, dyn, probe
     return z_star
 
 
 @_implicit.defjvp
-def _implicit_jvp(f, static, primals, tangents):
+def _implicit_jvp(f, settings, primals, tangents):
     z_star, args, dyn, probe = primals
     _, dargs, _, dprobe = tangents
     f_z = lambda z: f(z, *args)  # noqa: E731
@@ -216,16 +206,15 @@ def _implicit_jvp(f, static, primals, tangents):
     tiny = jnp.finfo(dtype).tiny
 
     def rel_tol(rhs):
-        return dyn["bwd_tol"].astype(dtype) * jnp.maximum(tree_norm(rhs, static.bwd_settings.norm), tiny)
+        return dyn["bwd_tol"].astype(dtype) * jnp.maximum(tree_norm(rhs, settings.norm), tiny)
 
     def tangent_solve(rhs):
         step = lambda x: jax.tree.map(jnp.add, rhs, jvp_z(x))  # noqa: E731
-        settings = static.bwd_settings._replace(trajectory=0)
-        return iterate(step, rhs, tol=rel_tol(rhs), settings=settings, **kw)[0]
+        return iterate(step, rhs, tol=rel_tol(rhs), settings=settings._replace(trajectory=0), **kw)[0]
 
     def adjoint_solve(rhs):
         step = lambda u: jax.tree.map(jnp.add, rhs, vjp_z(u)[0])  # noqa: E731
-        return iterate(step, rhs, tol=rel_tol(rhs), settings=static.bwd_settings, **kw)
+        return iterate(step, rhs, tol=rel_tol(rhs), settings=settings, **kw)
 
     def matvec_z(x):
         return jax.tree.map(jnp.subtract, x, jvp_z(x))
@@ -250,7 +239,7 @@ def _implicit_jvp(f, static, primals, tangents):
 
     def transpose_solve(_, rhs):
         u, st = adjoint_solve(rhs[0])
-        return u, rhs[1] + encode(st, static.probe_capacity, rhs[1].dtype)
+        return u, rhs[1] + encode(st, settings.trajectory, rhs[1].dtype)
 
     dz, _ = lax.custom_linear_solve(matvec, (b, b_probe), solve, transpose_solve)
     return z_star, dz
