@@ -8,7 +8,6 @@ import pytest
 import twnn_jax as tj
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def float64():
     """Gradient checks need float64; switched on for this module only (the rest of the suite is float32)."""

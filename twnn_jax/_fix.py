@@ -226,10 +226,11 @@ def _implicit_jvp(f, settings, primals, tangents):
         return z_star, dz
 
     # The probe rides along as an identity block; the adjoint solve writes its statistics into the
-    # probe's cotangent. `0 * b` ties the probe's right-hand side to the differentiated inputs, so the
-    # transpose sees it as linear in them (a tangent that is a plain constant cannot be transposed).
+    # probe's cotangent. An always-false select ties the probe's right-hand side to the differentiated
+    # inputs, so the transpose sees it as linear in them (a tangent that is a plain constant cannot be
+    # transposed); unlike `0 * b`, its transpose drops the probe's (NaN-padded) cotangent exactly.
     first = jnp.ravel(jax.tree.leaves(b)[0])[0]
-    b_probe = dprobe + jnp.zeros_like(dprobe) * first.astype(dprobe.dtype)
+    b_probe = dprobe + jnp.where(jnp.zeros(dprobe.shape, bool), first.astype(dprobe.dtype), 0)
 
     def matvec(x):
         return matvec_z(x[0]), x[1]

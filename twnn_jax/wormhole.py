@@ -130,13 +130,14 @@ def solve_segment(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettin
     """The segment's fixed point for one sample: returns (state, FixStats, gates at the fixed point)."""
     if settings.sweep not in SWEEPS:
         raise ValueError(f"sweep must be one of {SWEEPS}, got {settings.sweep!r}")
-    z0 = tuple(jnp.zeros(w, x.dtype) for w in spec.widths)
+    dtype = jnp.result_type(x, *jax.tree.leaves(params))
+    z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths)
     state, stats = fix(
         lambda z, p, x, gb: sweep(z, p, x, gb, spec, settings.sweep, settings.spectral_bound),
         z0,
         params,
         x,
-        jnp.asarray(gate_bias, x.dtype),
+        jnp.asarray(gate_bias, dtype),
         tol=settings.tol,
         max_iter=settings.max_iter,
         damping=settings.damping,

@@ -1,0 +1,202 @@
+"""The `twnn` command line: a tiny run end to end (in-process and as a real subprocess), resuming,
+refusing to overwrite, a divergent run reported rather than crashing, bad arguments, the dashboard and
+experiment subcommands without starting anything heavy.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twnn_jax import cli
+from twnn_jax.checkpoint import load_checkpoint
+
+# the structure of test_train's SINE config: the in-process runs reuse its compiled step
+TINY = ["--task", "sine", "--hidden", "8", "--batch-size", "16", "--quiet"]
+REQUIRED = {"step", "loss", "fwd_iters_mean", "fwd_iters_max", "bwd_iters_mean", "bwd_iters_max", "converged_frac"}
+
+
+def _strict_lines(path: Path) -> list[dict]:
+    def refuse(token):
+        raise AssertionError(f"non-strict JSON token {token} in {path}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def subprocess_run(tmp_path_factory):
+    """A run through `python -m twnn_jax.cli`, started first so it compiles while the other tests work."""
+    out = tmp_path_factory.mktemp("sub") / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twnn_jax.cli", "train", *TINY, "--steps", "3", "--out", str(out),
+         "--spectral-bound", "none", "--clip-norm", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    yield out, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _start_subprocess_early(subprocess_run):
+    return subprocess_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert cli.main(["train", *TINY, "--steps", "6", "--out", str(out)]) == 0
+    return out
+
+
+def _check_run(out: Path, steps: int):
+    for name in ("metrics.jsonl", "config.json", "checkpoint.npz", "summary.json", "report.html"):
+        assert (out / name).is_file(), name
+    records = _strict_lines(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, steps + 1))
+    assert all(REQUIRED <= set(r) for r in records)
+    report = (out / "report.html").read_text()
+    assert "plotly" in report.lower() and "Plotly.newPlot" in report
+    assert '<script src="http' not in report and "<script src='http" not in report  # plotly.js is inlined
+    config, state = load_checkpoint(out)
+    assert config.task == "sine" and int(state.step) == steps
+    assert (out / "checkpoint.npz").stat().st_mode & 0o044  # ordinary permissions, not a temp file's 0600
+    return records
+
+
+def test_train_end_to_end(run_dir, capsys):
+    _check_run(run_dir, 6)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 6 and summary["skipped_frac"] == 0.0
+    assert summary["spectral_bound"] == 0.9 and summary["clip_norm"] == 1.0
+    assert summary["sine_free_running_rmse"] is not None
+
+
+def test_resume_continues_step_numbering(run_dir, capsys):
+    assert cli.main(["train", "--resume", str(run_dir), "--steps", "4", "--quiet", "--lr", "0.003"]) == 0
+    records = _check_run(run_dir, 10)
+    assert records[6]["step"] == 7
+    config, _ = load_checkpoint(run_dir)
+    assert config.lr == 0.003  # a live setting may change on resume
+
+
+def test_existing_run_is_not_overwritten(run_dir, capsys):
+    before = (run_dir / "metrics.jsonl").read_text()
+    assert cli.main(["train", *TINY, "--steps", "1", "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--force" in err and "Traceback" not in err
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_force_overwrites(tmp_path):
+    out = tmp_path / "r"
+    assert cli.main(["train", *TINY, "--steps", "2", "--out", str(out)]) == 0
+    assert cli.main(["train", *TINY, "--steps", "1", "--out", str(out), "--force"]) == 0
+    assert len(_strict_lines(out / "metrics.jsonl")) == 1
+
+
+def test_interrupt_keeps_a_consistent_checkpoint(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) mid-run: the finished steps are logged and checkpointed, exit code 130."""
+    calls, real = [], cli.summarize
+
+    def summarize_then_interrupt(metrics):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(metrics)
+
+    monkeypatch.setattr(cli, "summarize", summarize_then_interrupt)
+    out = tmp_path / "cut"
+    assert cli.main(["train", *TINY, "--steps", "50", "--out", str(out)]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert [r["step"] for r in _strict_lines(out / "metrics.jsonl")] == [1, 2]
+    assert int(load_checkpoint(out)[1].step) == 2
+
+
+def test_divergent_run_is_reported_not_crashed(tmp_path, capsys):
+    out = tmp_path / "div"
+    code = cli.main(["train", *TINY, "--steps", "4", "--out", str(out), "--gate", "20", "--tol", "1e-8",
+                     "--max-iter", "2"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["not_converged_frac"] == 1.0
+    text = capsys.readouterr().out
+    for phrase in ("final loss", "eval set", "free-running RMSE", "skipped for non-finite", "spectral bound 0.9",
+                   "clip norm 1.0", "non-converged forward solve 100.0%"):
+        assert phrase in text, phrase
+    _strict_lines(out / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("args,flag,expected", [
+    (["--tol", "5"], "--tol", "[1e-08, 1.0]"),
+    (["--max-iter", "0"], "--max-iter", "[1, 10000]"),
+    (["--gate", "30"], "--gate", "[-20.0, 20.0]"),
+    (["--hidden", "abc"], "--hidden", "[1, 4096]"),
+    (["--hidden", "2.5"], "--hidden", "integer"),
+    (["--solver", "newton"], "--solver", "plain, damped, anderson"),
+    (["--grad-mode", "magic"], "--grad-mode", "implicit, unrolled, one_step"),
+    (["--task", "chess"], "--task", "sine, digits, adding, copy"),
+    (["--spectral-bound", "-1"], "--spectral-bound", "positive"),
+    (["--steps", "-3"], "--steps", "[0, 10000000]"),
+    (["--model", "gru"], "--model", "does not fit task 'sine'"),
+    (["--hiden", "8"], "--hiden", "unrecognized"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, flag, expected, tmp_path, capsys):
+    assert cli.main(["train", *args, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert flag in err and expected in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_resume_refuses_structural_changes_and_missing_runs(run_dir, tmp_path, capsys):
+    assert cli.main(["train", "--resume", str(run_dir), "--hidden", "4"]) == 2
+    assert "--hidden cannot change on --resume" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_dashboard_help_and_dry_run(capsys):
+    assert cli.main(["dashboard", "--help"]) == 0
+    assert "streamlit" in capsys.readouterr().out.lower()
+    code = cli.main(["dashboard", "--dry-run", "--server.port", "8502", "--server.headless=true"])
+    out, err = capsys.readouterr()
+    assert out.split()[1:4] == ["-m", "streamlit", "run"]
+    assert out.strip().endswith("--browser.gatherUsageStats=false --server.port 8502 --server.headless=true")
+    assert "--server.address=127.0.0.1" in out and str(Path("dashboard") / "app.py") in out
+    app = Path(cli.__file__).resolve().parent.parent / "dashboard" / "app.py"
+    assert code == (0 if app.is_file() else 1)
+    assert app.is_file() or "not found" in err
+
+
+def test_experiment_calls_run_paper(monkeypatch, tmp_path, capsys):
+    calls = []
+    fake = type(sys)("twnn_jax.experiment")
+    fake.run_paper = lambda out_dir, **kw: calls.append((out_dir, kw))
+    monkeypatch.setitem(sys.modules, "twnn_jax.experiment", fake)
+    assert cli.main(["experiment", "paper", "--out", str(tmp_path), "--quick", "--seeds", "2"]) == 0
+    assert calls == [(tmp_path, {"quick": True, "seeds": 2})]
+    assert cli.main(["experiment", "paper", "--seeds", "0"]) == 2
+
+
+def test_via_subprocess(subprocess_run):
+    out, proc = subprocess_run
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "final loss" in stdout and "spectral bound off, clip norm off" in stdout
+    _check_run(out, 3)
+
+
+def test_report_survives_non_finite_history():
+    from twnn_jax.report import render_report
+    from twnn_jax.train import TrainConfig
+
+    history = [{"step": i, "loss": None if i == 2 else 1.0 / i, "metric": 0.5, "skipped": i == 2, "grad_norm": 0.0,
+                "fwd_iters_mean": 3.0, "fwd_iters_max": 5, "bwd_iters_mean": 2.0, "bwd_iters_max": 300,
+                "converged_frac": 0.5 if i == 3 else 1.0, "bwd_converged_frac": 1.0, "fwd_residual_max": None,
+                "gate_mean": None} for i in range(1, 5)]
+    page = render_report(history, config=TrainConfig(), summary={"final_loss": float("nan")}, metric_name="acc")
+    assert page.count("<div id=") >= 4 and "NaN" not in page.split("<script")[0]
