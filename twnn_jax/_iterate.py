@@ -109,8 +109,11 @@ def iterate(
 ):
     """Iterate `x <- step(x)` from `x0`; returns `(x, FixStats)`. See the module docstring.
 
-    `scan_length > 0` runs a `lax.scan` of that many steps instead of a `while_loop` (steps after
-    the stop are masked): the loop can then be differentiated by backprop ("unrolled" gradients).
+    The loop carries only the step count, the state, the last residual (and the optional trajectory
+    and Anderson history): whether to go on, and the statistics, are read off the last residual.
+    Under `jax.vmap` the batching rule of `lax.while_loop` freezes samples whose condition is false.
+    `scan_length > 0` runs a `lax.scan` of that many steps instead, each masked by the same condition,
+    so that the loop can be differentiated by backprop ("unrolled" gradients).
     """
     dtype = jnp.result_type(*jax.tree.leaves(x0)) if jax.tree.leaves(x0) else jnp.float32
     if not jnp.issubdtype(dtype, jnp.floating):
@@ -121,63 +124,58 @@ def iterate(
     capacity = settings.trajectory
     tiny = jnp.finfo(dtype).tiny
 
-    traj0 = jnp.full((max(capacity, 1),), jnp.nan, dtype)
-    hist0 = _anderson_init(x0, settings.anderson_memory) if settings.solver == "anderson" else ()
-
     def residual_of(x, fx):
         r = tree_norm(jax.tree.map(jnp.subtract, fx, x), settings.norm).astype(dtype)
         if settings.relative:
             r = r / jnp.maximum(tree_norm(fx, settings.norm).astype(dtype), tiny)
-        return r
+        return lax.stop_gradient(r)
 
-    def cond(carry):
-        return ~carry[3]
+    def go_on(carry):
+        t, _, r = carry[:3]
+        # `r > tol` is False for NaN, `r < inf` is False for inf: a non-finite residual stops the loop
+        return (t == 0) | ((r > tol) & (r < jnp.inf) & (t < max_iter))
 
     def body(carry):
-        t, x, res, done, conv, div, traj, hist = carry
+        t, x, _, traj, hist = carry
         fx = step(x)
-        r = lax.stop_gradient(residual_of(x, fx))
+        r = residual_of(x, fx)
         finite = jnp.isfinite(r)
         if settings.solver == "plain":
             x_new = fx
         elif settings.solver == "damped":
             x_new = jax.tree.map(lambda a, b: a + damping * (b - a), x, fx)
         else:
-            x_new, hist_new = _anderson_next(
+            x_new, hist = _anderson_next(
                 x, fx, t, hist, memory=settings.anderson_memory, mixing=anderson_mixing, reg=anderson_reg
             )
-            # Once converged, hand back f(x): one step closer than the mix.
-            x_new = _tree_where(r <= tol, fx, x_new)
-            hist = _tree_where(done, hist, hist_new)
-        active = ~done
-        x = _tree_where(active & finite, x_new, x)
+            x_new = _tree_where(r <= tol, fx, x_new)  # once converged, hand back f(x): closer than the mix
+        x = _tree_where(finite, x_new, x)  # a non-finite step is not taken
         if capacity:
             idx = jnp.minimum(t, capacity - 1)
-            keep = traj[idx]
-            traj = traj.at[idx].set(jnp.where(active & (t < capacity), jnp.where(finite, r, jnp.inf), keep))
-        t_next = jnp.where(active, t + 1, t)
-        res = jnp.where(active, jnp.where(finite, r, jnp.inf), res)
-        conv = conv | (active & finite & (r <= tol))
-        div = div | (active & ~finite)
-        done = done | conv | div | (t_next >= max_iter)
-        return t_next, x, res, done, conv, div, traj, hist
+            traj = traj.at[idx].set(jnp.where(t < capacity, jnp.where(finite, r, jnp.inf), traj[idx]))
+        return t + 1, x, r, traj, hist
 
     init = (
         jnp.zeros((), jnp.int32),
         x0,
         jnp.full((), jnp.inf, dtype),
-        jnp.zeros((), bool),
-        jnp.zeros((), bool),
-        jnp.zeros((), bool),
-        traj0,
-        hist0,
+        jnp.full((max(capacity, 1),), jnp.nan, dtype),
+        _anderson_init(x0, settings.anderson_memory) if settings.solver == "anderson" else (),
     )
     if scan_length:
-        final, _ = lax.scan(lambda c, _: (body(c), None), init, None, length=scan_length)
+        def masked(carry, _):
+            return _tree_where(go_on(carry), body(carry), carry), None
+
+        final, _ = lax.scan(masked, init, None, length=scan_length)
     else:
-        final = lax.while_loop(cond, body, init)
-    t, x, res, _, conv, div, traj, _ = final
+        final = lax.while_loop(go_on, body, init)
+    t, x, r, traj, _ = final
+    finite = jnp.isfinite(r)
     stats = FixStats(
-        iters=t, residual=res, converged=conv, diverged=div, trajectory=traj if capacity else None
+        iters=t,
+        residual=jnp.where(finite, r, jnp.inf),
+        converged=finite & (r <= tol),
+        diverged=~finite,
+        trajectory=traj if capacity else None,
     )
     return x, stats
