@@ -240,6 +240,10 @@ def _implicit_jvp(f, settings, primals, tangents):
 
     def transpose_solve(_, rhs):
         u, st = adjoint_solve(rhs[0])
+        # report the adjoint residual relative to ||g||, as the stopping test and BackwardStats say
+        scale = jnp.maximum(tree_norm(rhs[0], settings.norm), tiny).astype(st.residual.dtype)
+        st = st._replace(residual=st.residual / scale,
+                         trajectory=None if st.trajectory is None else st.trajectory / scale)
         return u, rhs[1] + encode(st, settings.trajectory, rhs[1].dtype)
 
     dz, _ = lax.custom_linear_solve(matvec, (b, b_probe), solve, transpose_solve)

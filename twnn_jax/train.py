@@ -242,7 +242,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
             "loss": loss,
             "metric": metric,
             "skipped": ~finite,
-            "grad_norm": optax.global_norm(safe_grads),
+            "grad_norm": optax.tree.norm(safe_grads),
             "fwd_iters": stats.iters,
             "fwd_residual": stats.residual,
             "fwd_converged": stats.converged,

@@ -1,0 +1,385 @@
+#!/usr/bin/env python
+"""Benchmark the Streamlit dashboard: training speed, control-to-chart latency, compilations.
+
+Measured (default task sine, the dashboard's sizes: hidden 32, batch 32, trajectory capacity 60):
+
+1. headless: the library's loop (`trainer.step` + `summarize` per step), steps per second.
+2. in-process: the dashboard's `Runner` worker thread alone, and with the page's figures built and
+   serialised on the main thread at the page's redraw rate (what a Streamlit script run does).
+3. browser (real): `streamlit run dashboard/app.py` in a subprocess, driven by Playwright with the
+   system Chromium. Play, then count steps from the page's "Step" readout over a window: steps per
+   second while the page redraws live. Then, while training, move the tolerance and gate sliders with
+   the keyboard and time (a) key press -> the convergence chart shows the new setting (its tolerance
+   line / gate in the chart's meta), (b) key press -> the chart's newest step ran with the new setting.
+   Times are measured in the browser (performance.now() polling every 20 ms).
+4. compilations: a scripted session that changes every live control (several values each), steps,
+   evaluates, generates, estimates the contraction and sweeps; counts jit cache entries of the
+   trainer's functions (`_cache_size()`) and JAX's own "Compiling" log lines after warm-up.
+
+Usage:  python benchmarks/bench_dashboard.py [--seconds 10] [--no-browser] [--out results.json]
+Prints one JSON document on stdout (progress on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+
+from dashboard import panels  # noqa: E402
+from dashboard.session import Runner, compile_counts, get_trainer, make_config, stop_all  # noqa: E402
+from twnn_jax.train import live_controls, summarize  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# in process
+# ------------------------------------------------------------------------------------------------
+
+
+def headless_rate(config, seconds: float) -> float:
+    trainer = get_trainer(config)
+    state = trainer.init(config.seed)
+    live = live_controls(config)
+    for _ in range(3):  # warm-up (compiles once)
+        state, m = trainer.step(state, live)
+        summarize(m)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        state, m = trainer.step(state, live)
+        summarize(m)  # what train() does every step
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def runner_rate(config, seconds: float, render: bool) -> dict:
+    runner = Runner(config, warm_up=False)
+    runner.step(3)
+    runner.generate()
+    runner.contraction()
+    renders, render_s = 0, 0.0
+    runner.play()
+    time.sleep(0.5)
+    n0, t0 = runner.step_count, time.perf_counter()
+    tick = 1.0
+    while time.perf_counter() - t0 < seconds:
+        if render:
+            start = time.perf_counter()
+            figs = panels.build_figures(runner, runner.snapshot())
+            for fig in figs.values():
+                fig.to_json()
+            took = time.perf_counter() - start
+            renders += 1
+            render_s += took
+            tick = max(1.0, took / 0.08)  # the page's adaptive redraw rate (page.RENDER_BUDGET)
+            time.sleep(max(0.0, tick - took))
+        else:
+            time.sleep(0.2)
+    rate = (runner.step_count - n0) / (time.perf_counter() - t0)
+    runner.close()
+    out = {"steps_per_s": rate}
+    if render:
+        out.update(renders=renders, mean_render_s=render_s / max(renders, 1), tick_s=tick)
+    return out
+
+
+class _CompileCounter(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        msg = record.getMessage()
+        if "Compiling" in msg or "compiling" in msg.split(" ")[0:1]:
+            self.messages.append(msg.splitlines()[0][:160])
+
+
+def scripted_compilations(config) -> dict:
+    """Change every live control several times while stepping; count compilations after warm-up."""
+    runner = Runner(config, warm_up=False)
+    runner.step(2)
+    runner.evaluate()
+    runner.generate()
+    runner.contraction(max_age_s=0)
+    runner.sweep("tol", [1e-3])
+    before = compile_counts(runner.trainer)
+    handler = _CompileCounter()
+    handler.setLevel(logging.DEBUG)
+    jax_logger = logging.getLogger("jax")
+    jax_logger.addHandler(handler)
+    old_level = jax_logger.level
+    jax_logger.setLevel(logging.DEBUG)
+    jax.config.update("jax_log_compiles", True)
+    schedule = {"tol": [1e-2, 1e-5, 1e-7], "max_iter": [5, 50, 1000], "gate": [-10.0, 0.0, 5.0, 20.0],
+                "damping": [0.1, 0.9], "bwd_tol": [1e-2, 1e-6], "lr": [1e-4, 1e-2]}
+    changes = 0
+    try:
+        for name, values in schedule.items():
+            for value in values:
+                runner.set_live({name: value})
+                runner.step(3)
+                runner.evaluate()
+                runner.generate()
+                runner.contraction(max_age_s=0)
+                changes += 1
+        runner.sweep("gate", [-5.0, 0.0, 5.0])
+        runner.sweep("max_iter", [1, 10, 100])
+        runner.reset()
+        runner.step(2)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        jax_logger.removeHandler(handler)
+        jax_logger.setLevel(old_level)
+    after = compile_counts(runner.trainer)
+    runner.close()
+    return {"control_changes": changes, "steps": 3 * changes + 2, "jit_cache_before": before,
+            "jit_cache_after": after,
+            "new_compilations": sum((after[k] or 0) - (before[k] or 0) for k in after),
+            "compile_log_lines_after_warmup": len(handler.messages), "compile_log_sample": handler.messages[:5]}
+
+
+# ------------------------------------------------------------------------------------------------
+# browser
+# ------------------------------------------------------------------------------------------------
+
+JS_METRIC = """(label) => { for (const m of document.querySelectorAll("[data-testid='stMetric']")) {
+  const l = m.querySelector("[data-testid='stMetricLabel']");
+  if (l && l.innerText.trim() === label) return m.querySelector("[data-testid='stMetricValue']").innerText.trim(); }
+  return null; }"""
+
+# Start polling the convergence chart's meta (every 20 ms) and note when it first shows `want`.
+JS_WATCH = """([key, want]) => {
+  const close = (v) => v !== null && v !== undefined && Math.abs(v - want) <= 1e-9 * Math.max(1, Math.abs(want));
+  const w = window.__twnnWatch = {t0: performance.now(), shown: null, data: null};
+  const iv = setInterval(() => {
+    const gd = document.querySelector('.st-key-chart_fwd .js-plotly-plot');
+    const meta = gd && gd._fullLayout ? gd._fullLayout.meta : null;
+    if (meta) {
+      if (w.shown === null && close(meta[key])) w.shown = performance.now() - w.t0;
+      if (w.data === null && close(meta['data_' + key])) w.data = performance.now() - w.t0;
+    }
+    if ((w.shown !== null && w.data !== null) || performance.now() - w.t0 > 30000) clearInterval(iv);
+  }, 20);
+  return true; }"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless=true",
+           f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
+           "--server.fileWatcherType=none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited: {proc.stdout.read()}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("streamlit did not answer /_stcore/health within 60 s")
+
+
+def _step(page) -> int:
+    value = page.evaluate(JS_METRIC, "Step")
+    return int(value) if value not in (None, "–") else 0
+
+
+def _next_step_readout(page, timeout: float = 30.0) -> tuple[float, int]:
+    """Wait for the Step readout to change (a redraw just arrived); (time, step) at that moment."""
+    start = _step(page)
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        s = _step(page)
+        if s != start:
+            return time.perf_counter(), s
+        time.sleep(0.02)
+    raise RuntimeError("the Step readout did not change")
+
+
+def browser_measurements(seconds: float) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    proc = start_server(port)
+    out: dict = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            t = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector(".st-key-play button:visible", timeout=120_000)
+            page.wait_for_selector(".st-key-chart_fwd .js-plotly-plot", timeout=120_000)
+            out["first_page_s"] = time.perf_counter() - t
+            page.locator(".st-key-play button:visible").click()
+            t = time.perf_counter()
+            while _step(page) < 5:
+                time.sleep(0.1)
+                if time.perf_counter() - t > 120:
+                    raise RuntimeError("training did not start within 120 s")
+            out["play_to_first_steps_s"] = time.perf_counter() - t
+            time.sleep(2.0)
+            # steps per second seen by the page: the Step readout over a window
+            samples = []
+            t0 = time.perf_counter()
+            last = None
+            while time.perf_counter() - t0 < 2 * seconds:
+                s = _step(page)
+                if s != last:
+                    samples.append((time.perf_counter(), s))
+                    last = s
+                time.sleep(0.05)
+            (ta, sa), (tb, sb) = samples[0], samples[-1]
+            out["dashboard_steps_per_s"] = (sb - sa) / (tb - ta)
+            out["readout_updates"] = len(samples)
+            out["load_average_during"] = os.getloadavg()
+            # the same with the slowest redraw (5 s), then back to the default
+            page.locator(".st-key-redraw input[role=combobox]").click()
+            page.get_by_role("option", name="5 s").click()
+            time.sleep(6.0)
+            ta, sa = _next_step_readout(page)
+            time.sleep(4 * seconds)
+            tb, sb = _next_step_readout(page)
+            out["dashboard_steps_per_s_redraw_5s"] = (sb - sa) / (tb - ta)
+            page.locator(".st-key-redraw input[role=combobox]").click()
+            page.get_by_role("option", name="2 s").click()
+            time.sleep(3.0)
+            # control -> chart latency while training
+            latencies = []
+            # one key press per change (a burst of presses can race the app's reruns)
+            moves = [("tol", "ArrowLeft", 1), ("gate", "ArrowRight", 1), ("tol", "ArrowRight", 1),
+                     ("gate", "ArrowLeft", 1), ("tol", "ArrowLeft", 1), ("gate", "ArrowRight", 1),
+                     ("tol", "ArrowLeft", 1), ("gate", "ArrowRight", 1)]
+            from dashboard.controls import CONTROLS
+
+            for key, arrow, presses in moves:
+                meta = page.evaluate("() => document.querySelector('.st-key-chart_fwd .js-plotly-plot')"
+                                     "._fullLayout.meta")
+                current = meta[key]
+                if key == "tol":
+                    grid = sorted(set(CONTROLS["tol"].options) | {current})
+                    i = grid.index(current) + (presses if arrow == "ArrowRight" else -presses)
+                    want = grid[i]
+                else:
+                    want = current + (0.25 if arrow == "ArrowRight" else -0.25) * presses
+                page.locator(f".st-key-{key} input[type=range]").focus()
+                page.evaluate(JS_WATCH, [key, want])
+                for _ in range(presses):
+                    page.keyboard.press(arrow)
+                deadline = time.time() + 35
+                while time.time() < deadline:
+                    w = page.evaluate("() => window.__twnnWatch")
+                    if w["shown"] is not None and w["data"] is not None:
+                        break
+                    time.sleep(0.1)
+                latencies.append({"control": key, "to": want, "chart_shows_setting_ms": w["shown"],
+                                  "chart_data_from_new_setting_ms": w["data"]})
+                time.sleep(1.0)
+            out["latency"] = latencies
+            shown = [x["chart_shows_setting_ms"] for x in latencies if x["chart_shows_setting_ms"] is not None]
+            data = [x["chart_data_from_new_setting_ms"] for x in latencies
+                    if x["chart_data_from_new_setting_ms"] is not None]
+            out["latency_chart_shows_setting_ms_median"] = statistics.median(shown) if shown else None
+            out["latency_chart_data_from_new_setting_ms_median"] = statistics.median(data) if data else None
+            # compilations in the server after all those changes: the "Under the hood" readout
+            page.locator(".st-key-play button:visible").click()
+            page.wait_for_selector(".st-key-play button:visible:has-text('Play')", timeout=60_000)
+            page.get_by_text("Under the hood").click()
+            text = page.locator("[data-testid='stExpander']", has_text="jit cache entries").inner_text()
+            out["server_jit_cache_entries"] = text.split("jit cache entries")[1].split("\n")[0].strip(" :().")
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="sine", choices=["sine", "digits", "adding"])
+    ap.add_argument("--seconds", type=float, default=5.0, help="measurement window per rate")
+    ap.add_argument("--no-browser", action="store_true", help="skip the real-browser part")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved in-process rounds (medians reported)")
+    ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--browser-only", action="store_true", help="only the real-browser part")
+    args = ap.parse_args(argv)
+    config = make_config(args.task)
+    doc = {"benchmark": "dashboard", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
+                       "backend": jax.default_backend()},
+           "config": {k: v for k, v in config.to_dict().items()
+                      if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
+    if args.browser_only:
+        doc["browser"] = browser_measurements(args.seconds)
+        print(json.dumps(doc, indent=2, default=float))
+        return
+    # Interleaved rounds (this machine is shared: interleaving spreads load swings over all three).
+    rounds = {"headless": [], "runner": [], "runner_with_render": []}
+    renders = []
+    for i in range(args.rounds):
+        log(f"round {i + 1}/{args.rounds}: headless, runner, runner + figures ...")
+        rounds["headless"].append(headless_rate(config, args.seconds))
+        rounds["runner"].append(runner_rate(config, args.seconds, render=False)["steps_per_s"])
+        with_render = runner_rate(config, args.seconds, render=True)
+        rounds["runner_with_render"].append(with_render.pop("steps_per_s"))
+        renders.append(with_render)
+    doc["rounds"] = rounds
+    doc["load_average"] = os.getloadavg()
+    doc["headless_steps_per_s"] = statistics.median(rounds["headless"])
+    doc["runner_steps_per_s"] = statistics.median(rounds["runner"])
+    doc["runner_with_render"] = {"steps_per_s": statistics.median(rounds["runner_with_render"]),
+                                 "mean_render_s": statistics.mean(r["mean_render_s"] for r in renders),
+                                 "tick_s": renders[-1]["tick_s"]}
+    log("scripted compilations ...")
+    doc["compilations"] = scripted_compilations(config)
+    stop_all()
+    if not args.no_browser and Path(CHROMIUM).exists():
+        log("browser ...")
+        doc["browser"] = browser_measurements(args.seconds)
+        log("headless again, right after the browser part ...")
+        doc["headless_after_browser_steps_per_s"] = headless_rate(config, args.seconds)
+        reference = statistics.median([doc["headless_steps_per_s"], doc["headless_after_browser_steps_per_s"]])
+        doc["dashboard_vs_headless"] = doc["browser"]["dashboard_steps_per_s"] / reference
+    doc["runner_vs_headless"] = doc["runner_steps_per_s"] / doc["headless_steps_per_s"]
+    doc["runner_with_render_vs_headless"] = doc["runner_with_render"]["steps_per_s"] / doc["headless_steps_per_s"]
+    text = json.dumps(doc, indent=2, default=float)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

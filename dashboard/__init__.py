@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: `streamlit run dashboard/app.py` (see app.py)."""

@@ -1,0 +1,432 @@
+"""One browser session's live trainer: the training state, bounded history buffers, play/pause/step.
+
+No Streamlit calls here (the worker thread must never call `st.*`) and no numerical code: a `Runner`
+calls `twnn_jax` (a jitted step, evaluate, generate, contraction) and keeps what came back.
+
+Threads: `Runner.play()` starts one worker thread that steps until paused, auto-paused, closed, or
+the browser session it belongs to has ended. `Runner.step()` runs one step in the caller's thread.
+Every call of the jitted step goes through one lock per runner, so a step never races a reset. At
+most `MAX_TRAINERS` runners (over all sessions of this server process) play at the same time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+
+import jax
+import numpy as np
+
+from twnn_jax.train import TrainConfig, Trainer, build_trainer, live_controls, summarize
+
+TASKS = ("sine", "digits", "adding")
+LIVE_NAMES = ("tol", "max_iter", "gate", "damping", "bwd_tol", "lr")
+# Small sizes so a step takes milliseconds on a CPU; everything else is the library's default.
+DASHBOARD_CONFIG = dict(hidden=32, batch_size=32, trajectory=60, seq_len=20)
+
+RECENT_LEN = 2000  # the latest steps' summaries, every step
+LONG_LEN = 2000  # plus the whole run, evenly thinned: every `stride`-th step, the stride doubling when full
+DETAIL_LEN = 24  # steps whose per-sample arrays (trajectories, counts, gates) are kept
+MAX_TRAINERS = int(os.environ.get("TWNN_DASHBOARD_MAX_TRAINERS", "4"))
+IDLE_PAUSE_S = float(os.environ.get("TWNN_DASHBOARD_IDLE_PAUSE_S", "600"))  # no page tick for this long: pause
+YIELD_EVERY_S = 0.001  # the worker hands the GIL to waiting threads at least this often
+CONTRACTION_EVERY_S = 5.0  # while playing, the ||J|| estimate is refreshed at most this often
+MAX_NONFINITE_IN_A_ROW = 25  # consecutive steps with a non-finite loss (the forward pass blew up): auto-pause
+
+_PER_SAMPLE = ("fwd_trajectory", "bwd_trajectory", "fwd_iters", "bwd_iters", "fwd_converged", "fwd_diverged", "gates")
+_playing: set[int] = set()
+_playing_lock = threading.Lock()
+_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+def make_config(task: str = "sine", solver: str = "plain", grad_mode: str = "implicit", seed: int = 0,
+                **live) -> TrainConfig:
+    """The dashboard's run config: small sizes, trajectories recorded, live values as the start values."""
+    return TrainConfig(task=task, solver=solver, grad_mode=grad_mode, seed=int(seed), **DASHBOARD_CONFIG, **live)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_trainer(config: TrainConfig) -> Trainer:
+    return build_trainer(config)
+
+
+def get_trainer(config: TrainConfig) -> Trainer:
+    """A built trainer, shared by every session with the same static settings (jitted functions are pure,
+    so sharing them shares compilations, never state). The seed and live values do not take part."""
+    static = dataclasses.replace(config, seed=0, **{k: getattr(TrainConfig, k) for k in LIVE_NAMES})
+    return _cached_trainer(static)
+
+
+def compile_counts(trainer: Trainer) -> dict:
+    """Entries in the jit caches of the trainer's functions (a new entry is a compilation)."""
+    out = {}
+    for name in ("step", "evaluate", "generate", "contraction"):
+        fn = getattr(trainer, name)
+        size = getattr(fn, "_cache_size", None)
+        out[name] = int(size()) if fn is not None and size is not None else None
+    return out
+
+
+def playing_count() -> int:
+    with _playing_lock:
+        return len(_playing)
+
+
+def stop_all() -> None:
+    """Stop every runner's worker thread in this process (tests call it at teardown)."""
+    for runner in list(_runners):
+        runner.close()
+
+
+def _session_alive(session_id: str | None) -> bool:
+    if session_id is None:
+        return True
+    try:
+        from streamlit import runtime
+
+        if not runtime.exists():
+            return True
+        return runtime.get_instance().is_active_session(session_id)
+    except Exception:  # noqa: BLE001 - never let a liveness probe kill training
+        return True
+
+
+class Runner:
+    """A session's live training run. Thread-safe; see the module docstring."""
+
+    def __init__(self, config: TrainConfig, *, session_id: str | None = None, warm_up: bool = True):
+        self.config = config
+        self.trainer = get_trainer(config)
+        self.session_id = session_id
+        self._step_lock = threading.RLock()  # every call of the jitted step, and resets
+        self._lock = threading.RLock()  # state and histories; held only briefly (never during a step)
+        self._aux_lock = threading.Lock()  # evaluate / generate / contraction and their cache
+        self._aux_cache: dict = {}
+        self._contraction_last: tuple | None = None  # (live values, time, estimate)
+        self._stop = threading.Event()  # the current worker's stop signal (a new one per worker)
+        self._thread: threading.Thread | None = None
+        self._warm_thread: threading.Thread | None = None
+        self.playing = False
+        self.closed = False
+        self.message: str | None = None  # why the run paused itself / what went wrong
+        self.message_level = "info"
+        self.error: str | None = None
+        self.compiling = False
+        self.pause_at_step: int | None = None
+        self.pause_below_loss: float | None = None
+        self.heartbeat = time.monotonic()
+        self.set_live({name: getattr(config, name) for name in LIVE_NAMES})
+        self._reset_state()
+        _runners.add(self)
+        if warm_up:
+            self._warm_thread = threading.Thread(target=self._warm_up, name="twnn-warmup", daemon=True)
+            self._warm_thread.start()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        with self._step_lock, self._lock:
+            self.state = self.trainer.init(self.config.seed)
+            self._recent: deque[dict] = deque(maxlen=RECENT_LEN)
+            self._long: list[dict] = []
+            self._stride = 1
+            self.details: deque[dict] = deque(maxlen=DETAIL_LEN)
+            self._times: deque[tuple[float, int]] = deque(maxlen=400)
+            self.nonfinite_in_a_row = 0
+            self.error = None
+            self.message = None
+        with self._aux_lock:
+            self._aux_cache.clear()
+        self._contraction_last = None
+
+    @property
+    def history(self) -> list[dict]:
+        """Per-step summaries, bounded: the whole run evenly thinned, then the latest RECENT_LEN steps."""
+        recent = list(self._recent)
+        if not recent:
+            return []
+        first = recent[0]["step"]
+        return [h for h in self._long if h["step"] < first] + recent
+
+    @property
+    def step_count(self) -> int:
+        return self._recent[-1]["step"] if self._recent else 0
+
+    @property
+    def live_values(self) -> dict:
+        return dict(self._live[0])
+
+    def set_live(self, values: dict) -> None:
+        """New live control values (range-checked by the library); the next step uses them, no recompilation."""
+        merged = {**(self._live[0] if hasattr(self, "_live") else {}), **values}
+        live = live_controls(self.config, **merged)  # raises ValueError naming the bad setting
+        self._live = (merged, live)  # one attribute: the worker reads values and arrays as a pair
+
+    def set_auto_pause(self, at_step: int | None, below_loss: float | None) -> None:
+        self.pause_at_step = at_step if at_step else None
+        self.pause_below_loss = below_loss if below_loss else None
+
+    # ------------------------------------------------------------------ stepping
+    def _warm_up(self) -> None:
+        """Compile the step (and the helpers the page calls) before the user presses Play."""
+        try:
+            with self._step_lock:
+                if self.closed:
+                    return
+                self.compiling = True
+                _, live = self._live
+                out = self.trainer.step(self.state, live)  # result discarded: the step is pure
+                jax.block_until_ready(out)
+        except Exception as err:  # noqa: BLE001 - reported on the page
+            self.error = f"compiling the training step failed: {err}"
+        finally:
+            self.compiling = False
+        try:
+            self.evaluate()
+            self.generate()
+            self.contraction()
+        except Exception:  # noqa: BLE001,S110 - the page retries and reports
+            pass
+
+    def step(self, n: int = 1) -> int:
+        """Run `n` steps now in the caller's thread (when paused). Returns the steps taken."""
+        done = 0
+        for _ in range(n):
+            if self.closed or not self._step_once():
+                break
+            done += 1
+        return done
+
+    def _step_once(self, stop: threading.Event | None = None) -> bool:
+        with self._step_lock:
+            if self.closed or (stop is not None and stop.is_set()):
+                return False
+            values, live = self._live
+            self.compiling = self.trainer.step._cache_size() == 0
+            try:
+                state, metrics = self.trainer.step(self.state, live)
+                s = summarize(metrics)  # one transfer to the host, as in the library's own loop
+                m = {k: np.asarray(metrics[k]) for k in _PER_SAMPLE if k in metrics}  # already on the host
+            except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
+                self.error = f"the training step failed: {err}"
+                self.compiling = False
+                return False
+            self.compiling = False
+            with self._lock:
+                self.state = state
+                self._record(s, m, values)
+            return True
+
+    def _record(self, s: dict, m: dict, values: dict) -> None:
+        s["fwd_diverged_frac"] = float(np.mean(m["fwd_diverged"])) if "fwd_diverged" in m else 0.0
+        s.update({k: values[k] for k in LIVE_NAMES})
+        s["time"] = time.time()
+        self._recent.append(s)
+        if s["step"] % self._stride == 0:
+            self._long.append(s)
+            if len(self._long) > LONG_LEN:
+                self._stride *= 2
+                self._long = [h for h in self._long if h["step"] % self._stride == 0]
+        self.details.append({
+            "step": s["step"],
+            "fwd_trajectory": np.asarray(m.get("fwd_trajectory")) if "fwd_trajectory" in m else None,
+            "bwd_trajectory": np.asarray(m.get("bwd_trajectory")) if "bwd_trajectory" in m else None,
+            "fwd_iters": np.asarray(m["fwd_iters"]),
+            "bwd_iters": np.asarray(m["bwd_iters"]),
+            "fwd_converged": np.asarray(m["fwd_converged"]),
+            "gates": np.asarray(m["gates"]),
+            **{k: values[k] for k in LIVE_NAMES},
+        })
+        self._times.append((time.monotonic(), s["step"]))
+        # A non-finite loss means the forward pass itself blew up: every further step will be skipped too.
+        # (A finite loss with a non-finite gradient is reported on the page but does not pause: the next
+        # batch may be fine.)
+        self.nonfinite_in_a_row = 0 if np.isfinite(s["loss"]) else self.nonfinite_in_a_row + 1
+
+    def steps_per_second(self, window_s: float = 5.0) -> float | None:
+        times = list(self._times)
+        if len(times) < 2:
+            return None
+        t_end, s_end = times[-1]
+        recent = [(t, s) for t, s in times if t >= t_end - window_s]
+        t0, s0 = recent[0]
+        if t_end - t0 <= 0:
+            return None
+        return (s_end - s0) / (t_end - t0)
+
+    # ------------------------------------------------------------------ play / pause
+    def play(self) -> bool:
+        """Start the worker thread. False (and a message) when too many sessions are training."""
+        if self.closed:
+            return False
+        if self.playing and self._thread is not None and self._thread.is_alive():
+            return True
+        with _playing_lock:
+            if len(_playing) >= MAX_TRAINERS and id(self) not in _playing:
+                self.message = (f"{len(_playing)} sessions are already training on this server (the limit is "
+                                f"{MAX_TRAINERS}); use Step, or try again later.")
+                self.message_level = "warning"
+                return False
+            _playing.add(id(self))
+        self.message = None
+        self.error = None
+        self.playing = True
+        self.heartbeat = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(self._stop,), name="twnn-trainer", daemon=True)
+        self._thread.start()
+        return True
+
+    def pause(self, reason: str | None = None, level: str = "info", *, wait: float = 0.0) -> None:
+        """Stop the worker after its current step (a step in flight finishes and is recorded)."""
+        self.playing = False
+        self._stop.set()
+        if reason:
+            self.message, self.message_level = reason, level
+        with _playing_lock:
+            _playing.discard(id(self))
+        thread = self._thread
+        if wait and thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=wait)
+
+    def reset(self) -> None:
+        """Pause and go back to a freshly initialised network (same config, no recompilation)."""
+        self.pause()
+        self._reset_state()
+
+    def close(self, wait: bool = True) -> None:
+        """Stop for good and release this session's slot (`wait`: join the threads)."""
+        self.closed = True
+        self.pause(wait=30 if wait else 0)
+        if wait and self._warm_thread is not None and self._warm_thread is not threading.current_thread():
+            self._warm_thread.join(timeout=60)
+
+    def touch(self) -> None:
+        """The page shows this runner: reset the idle timer."""
+        self.heartbeat = time.monotonic()
+
+    def _loop(self, stop: threading.Event) -> None:
+        last_check = last_yield = 0.0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now - last_check > 2.0:
+                    last_check = now
+                    if not _session_alive(self.session_id):
+                        self.closed = True
+                        break
+                    if now - self.heartbeat > IDLE_PAUSE_S:
+                        self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
+                        break
+                if not self._step_once(stop):
+                    if not stop.is_set() and not self.closed:
+                        self._auto_pause(self.error or "paused", "error")
+                    break
+                if self._check_auto_pause():
+                    break
+                # Let the page's threads (the script run, the server's event loop) take the GIL now and
+                # then: otherwise each of their many hand-overs waits a switch interval (5 ms).
+                now = time.monotonic()
+                if now - last_yield > YIELD_EVERY_S:
+                    last_yield = now
+                    time.sleep(0)
+        finally:
+            if stop is self._stop:  # not replaced by a newer worker
+                self.playing = False
+                with _playing_lock:
+                    _playing.discard(id(self))
+
+    def _auto_pause(self, reason: str, level: str = "info") -> None:
+        self.playing = False
+        self._stop.set()
+        self.message, self.message_level = reason, level
+
+    def _check_auto_pause(self) -> bool:
+        last = self._recent[-1]
+        if self.pause_at_step is not None and last["step"] >= self.pause_at_step:
+            self._auto_pause(f"auto-paused at step {last['step']}: the step target was reached", "success")
+            return True
+        if self.pause_below_loss is not None and np.isfinite(last["loss"]) and last["loss"] <= self.pause_below_loss:
+            self._auto_pause(f"auto-paused at step {last['step']}: loss {last['loss']:.3g} reached the target "
+                             f"{self.pause_below_loss:g}", "success")
+            return True
+        if self.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+            self._auto_pause(f"auto-paused: the last {self.nonfinite_in_a_row} steps had a non-finite loss "
+                             "(updates were skipped, the parameters are unchanged). Lower the gate, tol or learning "
+                             "rate, or press Reset.", "error")
+            return True
+        return False
+
+    # ------------------------------------------------------------------ reading
+    def snapshot(self) -> dict:
+        """A consistent copy of what the page draws (cheap: lists of references)."""
+        with self._lock:
+            return {
+                "history": self.history,
+                "details": list(self.details),
+                "params": self.state.params,
+                "step": self.step_count,
+                "live": dict(self._live[0]),
+            }
+
+    def _aux(self, name: str, fn, values: dict | None = None, params_at: tuple | None = None):
+        if fn is None:
+            return None
+        if params_at is None:
+            with self._lock:
+                params_at = (self.state.params, self.step_count)
+        params, step = params_at
+        values = dict(self._live[0]) if values is None else values
+        key = (name, step, tuple(sorted(values.items())))
+        with self._aux_lock:
+            if key in self._aux_cache:
+                return self._aux_cache[key]
+            out = jax.device_get(fn(params, live_controls(self.config, **values)))
+            if len(self._aux_cache) > 32:
+                self._aux_cache.clear()
+            self._aux_cache[key] = out
+            return out
+
+    def evaluate(self, **changes) -> dict:
+        """Per-sample results on the evaluation set for the current network; `changes` override live values."""
+        return self._aux("evaluate", self.trainer.evaluate, values={**self._live[0], **changes} if changes else None)
+
+    def generate(self) -> dict | None:
+        """Free-running generation (sine only), or None."""
+        return self._aux("generate", self.trainer.generate)
+
+    def contraction(self, max_age_s: float = CONTRACTION_EVERY_S) -> np.ndarray | None:
+        """Per-sample estimate of ||J|| at the fixed point, or None when the model has no fixed point.
+
+        It costs a few hundred milliseconds, so while training runs it is refreshed at most every
+        `max_age_s` seconds (at once when a live control changed)."""
+        if self.trainer.contraction is None:
+            return None
+        values = dict(self._live[0])
+        last = self._contraction_last
+        if (self.playing and last is not None and last[0] == values and time.monotonic() - last[1] < max_age_s):
+            return last[2]
+        out = self._aux("contraction", self.trainer.contraction, values=values)
+        self._contraction_last = (values, time.monotonic(), out)
+        return out
+
+    def sweep(self, control: str, values) -> dict:
+        """Evaluate the current (fixed) network with one live control set to each of `values`. No training."""
+        with self._lock:
+            params_at = (self.state.params, self.step_count)
+        rows = {"values": [], "fwd_iters_mean": [], "fwd_iters_max": [], "loss": [], "metric": [],
+                "converged_frac": []}
+        base = dict(self._live[0])
+        for v in values:
+            ev = self._aux("evaluate", self.trainer.evaluate, values={**base, control: v}, params_at=params_at)
+            rows["values"].append(v)
+            rows["fwd_iters_mean"].append(float(np.mean(ev["fwd_iters"])))
+            rows["fwd_iters_max"].append(int(np.max(ev["fwd_iters"])))
+            rows["loss"].append(float(ev["loss"]))
+            rows["metric"].append(float(ev["metric"]))
+            rows["converged_frac"].append(float(np.mean(ev["fwd_converged"])))
+        return rows

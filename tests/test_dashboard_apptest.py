@@ -1,0 +1,316 @@
+"""The dashboard driven headless with Streamlit's AppTest: controls, URL parameters, chart specs, stepping.
+
+AppTest cannot fire `st.fragment(run_every=...)`; live redrawing is covered by test_dashboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from dashboard import controls, panels, session  # noqa: E402
+
+APP = str(ROOT / "dashboard" / "app.py")
+TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
+def _stop_trainers():
+    yield
+    session.stop_all()
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def runner_of(at: AppTest) -> session.Runner:
+    return at.session_state["_runner"]
+
+
+def metric(at: AppTest, label: str) -> str:
+    for m in at.metric:
+        if m.label == label:
+            return m.value
+    raise AssertionError(f"no metric {label!r}: {[m.label for m in at.metric]}")
+
+
+def query(at: AppTest) -> dict[str, str]:
+    """The page's query parameters as plain strings."""
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+
+
+def _decode(value):
+    """Plotly's JSON packs numpy arrays as {'dtype', 'bdata'}; unpack them."""
+    if isinstance(value, dict) and "bdata" in value and "dtype" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return arr.reshape(value["shape"]) if "shape" in value and isinstance(value["shape"], list) else arr
+    return value
+
+
+def charts(at: AppTest) -> dict:
+    """Plotly specs on the page by figure kind (layout.meta.kind), plus the backward solve as 'convergence_bwd'."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        kind = spec["layout"].get("meta", {}).get("kind")
+        title = spec["layout"]["title"]["text"]
+        if kind == "convergence" and title.startswith("Backward"):
+            kind = "convergence_bwd"
+        out[kind] = spec
+    return out
+
+
+def tol_trace(spec: dict) -> dict:
+    lines = [t for t in spec["data"] if t.get("name", "").startswith(("tol", "bwd_tol"))]
+    assert len(lines) == 1, [t.get("name") for t in spec["data"]]
+    return lines[0]
+
+
+def click_step(at: AppTest, times: int = 1) -> None:
+    for _ in range(times):
+        at.button(key="step").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_every_control_exists_and_can_be_set():
+    at = new_app()
+    expected = {"task", "solver", "grad_mode", "seed", "tol", "max_iter", "gate", "damping", "bwd_tol", "lr"}
+    assert set(controls.CONTROLS) == expected
+    # live controls: set each, the runner takes the value, the URL follows
+    at.select_slider(key="tol").set_value(1e-5)
+    at.select_slider(key="max_iter").set_value(50)
+    at.slider(key="gate").set_value(3.0)
+    at.slider(key="damping").set_value(0.3)
+    at.select_slider(key="bwd_tol").set_value(1e-6)
+    at.select_slider(key="lr").set_value(1e-2)
+    at.run()
+    assert not at.exception
+    live = runner_of(at).live_values
+    assert live == {"tol": 1e-5, "max_iter": 50, "gate": 3.0, "damping": 0.3, "bwd_tol": 1e-6, "lr": 1e-2}
+    qp = query(at)
+    assert qp["tol"] == "1e-05" and qp["gate"] == "3.0" and qp["max_iter"] == "50" and qp["lr"] == "0.01"
+    # model controls: each builds a new run with that setting
+    first = runner_of(at)
+    at.selectbox(key="solver").set_value("anderson")
+    at.selectbox(key="grad_mode").set_value("one_step")
+    at.number_input(key="seed").set_value(7)
+    at.selectbox(key="task").set_value("sine")
+    at.run()
+    assert not at.exception
+    r = runner_of(at)
+    assert r is not first and first.closed
+    assert (r.config.solver, r.config.grad_mode, r.config.seed) == ("anderson", "one_step", 7)
+    assert query(at)["solver"] == "anderson" and query(at)["seed"] == "7"
+    assert r.live_values["tol"] == 1e-5  # live values carried over
+    assert set(at.selectbox(key="task").options) == {"sine", "digits", "adding"}
+
+
+def test_url_parameters_in_range_are_applied():
+    url = {"task": "sine", "solver": "damped", "grad_mode": "unrolled", "seed": "3", "tol": "2e-05",
+             "max_iter": "40", "gate": "1.5", "damping": "0.25", "bwd_tol": "1e-06", "lr": "0.003"}
+    at = new_app(**url)
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.select_slider(key="tol").value == 2e-5  # off the 1-3 grid: kept exactly
+    assert at.select_slider(key="max_iter").value == 40
+    assert at.slider(key="gate").value == 1.5
+    assert at.slider(key="damping").value == 0.25
+    assert at.select_slider(key="bwd_tol").value == 1e-6
+    assert at.select_slider(key="lr").value == 0.003
+    assert at.number_input(key="seed").value == 3
+    r = runner_of(at)
+    assert (r.config.task, r.config.solver, r.config.grad_mode, r.config.seed) == ("sine", "damped", "unrolled", 3)
+    assert r.live_values == {"tol": 2e-5, "max_iter": 40, "gate": 1.5, "damping": 0.25, "bwd_tol": 1e-6, "lr": 0.003}
+    # the URL written back reproduces the same view
+    assert query(at) == {k: controls.CONTROLS[k].format(
+        controls.CONTROLS[k].parse(v)) for k, v in url.items()}
+
+
+def test_url_parameters_out_of_range_warn_and_fall_back():
+    at = new_app(tol="5", gate="abc", max_iter="0", solver="newton", task="copy", lr="-1", seed="1.5", bogus="1")
+    text = " ".join(w.value for w in at.warning)
+    for name, allowed in [("tol", "[1e-08, 1.0]"), ("gate", "[-20"), ("max_iter", "[1, 10000]"),
+                          ("solver", "plain, damped, anderson"), ("task", "sine, digits, adding"),
+                          ("lr", "[1e-06, 1.0]"), ("seed", "integer")]:
+        assert f"`{name}=" in text, name
+        assert allowed in text, (name, allowed, text)
+    assert "bogus" in text
+    d = controls.defaults()
+    for key in ("tol", "gate", "max_iter", "solver", "task", "lr", "seed"):
+        assert at.session_state[key] == d[key], key
+    assert query(at)["tol"] == controls.CONTROLS["tol"].format(d["tol"])
+    assert "bogus" not in query(at)
+    # it keeps working
+    click_step(at)
+    assert metric(at, "Step") == "1"
+    # the warnings go once the user changes a control
+    at.slider(key="gate").set_value(0.0).run()
+    assert not at.warning
+
+
+def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
+    at = new_app()
+    assert metric(at, "Step") == "0"
+    specs = charts(at)
+    assert specs["convergence"]["layout"]["yaxis"]["type"] == "log"
+    click_step(at, 2)
+    assert metric(at, "Step") == "2"
+    assert runner_of(at).step_count == 2
+    specs = charts(at)
+    assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(specs)
+    for kind, tol in (("convergence", 1e-3), ("convergence_bwd", 1e-4)):
+        spec = specs[kind]
+        assert spec["layout"]["yaxis"]["type"] == "log"
+        line = tol_trace(spec)
+        assert list(map(float, _decode(line["y"]))) == [tol, tol]
+        residuals = [t for t in spec["data"] if t.get("name", "").startswith("step")]
+        assert len(residuals) == 2 and residuals[-1]["name"] == "step 2 (latest)"
+        y = np.asarray([np.nan if v is None else v for v in _decode(residuals[-1]["y"])], float)
+        assert np.isfinite(y).any() and np.all(y[np.isfinite(y)] > 0)
+    assert specs["loss"]["layout"]["yaxis"]["type"] == "log"
+    assert [t["name"] for t in specs["iterations"]["data"]][:4] == ["forward mean", "forward max", "backward mean",
+                                                                      "backward max"]
+    assert specs["sine"]["data"][-1]["name"].startswith("generated")
+    # a live change shows at once in the chart's tolerance line, and needs no recompilation
+    at.select_slider(key="tol").set_value(1e-6).run()
+    assert list(map(float, _decode(tol_trace(charts(at)["convergence"])["y"]))) == [1e-6, 1e-6]
+    click_step(at)
+    assert session.compile_counts(runner_of(at).trainer)["step"] == 1
+
+
+def test_live_controls_never_recompile():
+    at = new_app()
+    click_step(at)
+    trainer = runner_of(at).trainer
+    before = session.compile_counts(trainer)
+    for key, value in [("tol", 1e-6), ("max_iter", 20), ("gate", 4.0), ("damping", 0.2), ("bwd_tol", 1e-3),
+                       ("lr", 3e-2)]:
+        widget = at.slider(key=key) if key in ("gate", "damping") else at.select_slider(key=key)
+        widget.set_value(value).run()
+        click_step(at)
+    assert runner_of(at).trainer is trainer
+    assert session.compile_counts(trainer) == before
+    assert runner_of(at).history[-1]["max_iter"] == 20 and runner_of(at).history[-1]["gate"] == 4.0
+
+
+def test_reset_presets_and_play_pause():
+    at = new_app()
+    click_step(at, 3)
+    at.button(key="reset").click().run()
+    assert metric(at, "Step") == "0" and runner_of(at).step_count == 0
+    at.button(key="preset_near_divergence").click().run()
+    assert (at.session_state["gate"], at.session_state["tol"], at.session_state["max_iter"]) == (20.0, 1e-7, 20)
+    assert runner_of(at).live_values["max_iter"] == 20
+    at.button(key="preset_defaults").click().run()
+    assert at.session_state["gate"] == controls.CONTROLS["gate"].default
+    # Play starts the session's worker; the button turns into Pause; Pause stops it
+    at.button(key="play").click().run()
+    r = runner_of(at)
+    assert r.playing and at.button(key="play").label == "Pause" and at.button(key="step").disabled
+    deadline = time.time() + 60
+    while r.step_count < 5 and time.time() < deadline:
+        time.sleep(0.1)
+    assert r.step_count >= 5
+    at.button(key="play").click().run()
+    assert not r.playing and at.button(key="play").label == "Play"
+    assert session.playing_count() == 0
+
+
+def test_auto_pause_at_step():
+    at = new_app()
+    at.number_input(key="pause_at").set_value(12).run()
+    at.button(key="play").click().run()
+    r = runner_of(at)
+    deadline = time.time() + 60
+    while r.playing and time.time() < deadline:
+        time.sleep(0.1)
+    assert not r.playing and r.step_count == 12
+    at.run()
+    assert "auto-paused at step 12" in " ".join(s.value for s in at.success)
+    assert metric(at, "Step") == "12"
+
+
+def test_auto_pause_at_loss_and_the_trainer_cap(monkeypatch):
+    at = new_app()
+    at.number_input(key="pause_loss").set_value(10.0).run()  # any finite loss is below 10
+    at.button(key="play").click().run()
+    r = runner_of(at)
+    wait = time.time() + 60
+    while r.playing and time.time() < wait:
+        time.sleep(0.1)
+    assert not r.playing and r.step_count == 1 and "reached the target" in r.message
+    # the server-wide cap on training sessions: Play is refused with a visible message
+    monkeypatch.setattr(session, "MAX_TRAINERS", 0)
+    at.number_input(key="pause_loss").set_value(0.0).run()
+    at.button(key="play").click().run()
+    assert not runner_of(at).playing
+    assert any("already training" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("task", ["digits", "adding"])
+def test_other_tasks_build_step_and_draw(task):
+    at = new_app(task=task)
+    click_step(at)
+    r = runner_of(at)
+    assert r.config.task == task and r.step_count == 1
+    specs = charts(at)
+    assert "samples" in specs and "sine" not in specs  # per-sample evaluation instead of the generated wave
+    assert metric(at, "Accuracy") != "–"
+    gates = specs["gates"]
+    assert any(t["type"] == "histogram" for t in gates["data"])
+
+
+def test_sweep_and_exports():
+    at = new_app()
+    click_step(at)
+    at.selectbox(key="sweep_control").set_value("gate").run()
+    at.button(key="sweep_run").click().run()
+    assert not at.exception
+    sweep = charts(at)["sweep"]
+    names = [t["name"] for t in sweep["data"]]
+    assert "fwd iters (mean)" in names and any(n.startswith("eval loss") for n in names)
+    assert len(_decode(sweep["data"][0]["x"])) == 12
+    assert runner_of(at).step_count == 1  # nothing trained
+    r = runner_of(at)
+    csv_text = panels.history_csv(r)
+    assert csv_text.splitlines()[0].startswith("step,loss,metric") and len(csv_text.splitlines()) == 2
+    run = json.loads(panels.run_json(r))
+    assert run["config"]["task"] == "sine" and run["steps"] == 1 and len(run["history"]) == 1
+    html = panels.figures_html(r)
+    assert html.count("plotly-graph-div") >= 6
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert labels == {"Metrics (CSV)", "Run (JSON)", "Figures (HTML)"}
+
+
+def test_nonfinite_steps_are_reported_and_reset_recovers():
+    """A step whose loss or gradient is not finite leaves the parameters as they were and says so on the page."""
+    at = new_app()
+    r = runner_of(at)
+    click_step(at)
+    r.history[-1]["skipped"] = True  # what the library reports for a non-finite step
+    r.history[-1]["loss"] = float("nan")
+    at.run()
+    assert any("non-finite" in e.value for e in at.error)
+    assert metric(at, "Loss") == "nan"
+    at.button(key="reset").click().run()
+    assert metric(at, "Step") == "0" and not any("non-finite" in e.value for e in at.error)

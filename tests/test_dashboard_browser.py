@@ -1,0 +1,248 @@
+"""The dashboard in a real Chromium: live training, live controls, charts that follow, screenshots.
+
+Run with `python -m pytest -m browser tests/test_dashboard_browser.py`. Needs Debian's Chromium at
+/usr/bin/chromium (skipped otherwise). Starts `streamlit run dashboard/app.py` as users do.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "assets" / "screenshots"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and not os.environ.get("TWNN_REQUIRE_BROWSER"),
+        reason="needs Debian's chromium at /usr/bin/chromium (CI sets TWNN_REQUIRE_BROWSER=1 to make this an error)",
+    ),
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1500, "height": 1000}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    log = open(log_path, "w")
+    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless=true",
+           f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
+           "--server.fileWatcherType=none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"no answer from {url}/_stcore/health in 60 s:\n{log_path.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+JS_METRIC = """(label) => { for (const m of document.querySelectorAll("[data-testid='stMetric']")) {
+  const l = m.querySelector("[data-testid='stMetricLabel']");
+  if (l && l.innerText.trim() === label) return m.querySelector("[data-testid='stMetricValue']").innerText.trim(); }
+  return null; }"""
+
+JS_CHART = """(key) => { const gd = document.querySelector('.st-key-' + key + ' .js-plotly-plot');
+  if (!gd || !gd._fullData || !gd._fullLayout) return null;
+  return {meta: gd._fullLayout.meta, yaxis: gd._fullLayout.yaxis.type,
+          traces: gd._fullData.map(t => ({name: t.name, x: t.x ? Array.from(t.x) : [],
+                                          y: t.y ? Array.from(t.y) : []}))}; }"""
+
+
+def metric(page, label: str) -> str:
+    return page.evaluate(JS_METRIC, label)
+
+
+def step_count(page) -> int:
+    value = metric(page, "Step")
+    return int(value) if value and value.isdigit() else 0
+
+
+def chart(page, key: str) -> dict | None:
+    return page.evaluate(JS_CHART, key)
+
+
+def href(page) -> str:
+    """The address bar as the page sees it (Playwright's page.url can lag behind history.replaceState)."""
+    return page.evaluate("() => window.location.href")
+
+
+def meta(page, key: str = "chart_fwd") -> dict:
+    """The chart's layout.meta ({} while the chart is being replaced)."""
+    spec = chart(page, key)
+    return (spec or {}).get("meta") or {}
+
+
+def last_y(page, key: str) -> float:
+    spec = chart(page, key)
+    return spec["traces"][0]["y"][-1] if spec and spec["traces"] and spec["traces"][0]["y"] else float("nan")
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def play_button(page):
+    return page.locator(".st-key-play button:visible")
+
+
+def fwd_mean(page) -> float:
+    return float(metric(page, "Fwd iters").split("/")[0])
+
+
+def nudge(page, key: str, arrow: str, url_values: list[str]) -> None:
+    """Move a slider one keyboard step at a time, waiting for the app to take each step (the URL follows)."""
+    for value in url_values:
+        page.locator(f".st-key-{key} input[type=range]").focus()
+        page.keyboard.press(arrow)
+        wait_for(lambda value=value: f"{key}={value}&" in href(page) + "&", 30, f"{key}={value} in the URL")
+
+
+def test_live_training_controls_and_screenshots(app_url, page):
+    page.set_default_timeout(90_000)
+    page.goto(app_url)
+    page.wait_for_selector(".st-key-play button:visible")
+    page.wait_for_selector(IDLE)
+    page.wait_for_selector(".st-key-chart_fwd .js-plotly-plot")
+    fwd = chart(page, "chart_fwd")
+    assert fwd["yaxis"] == "log" and fwd["meta"]["steps"] == []
+    assert [t["name"] for t in fwd["traces"]] == ["tol = 1e-03"]
+    assert step_count(page) == 0
+
+    # Play: the worker trains, the fragments redraw readout and charts without any click
+    play_button(page).click()
+    page.wait_for_selector(".st-key-play button:visible:has-text('Pause')")
+    wait_for(lambda: step_count(page) >= 20, 120, "training to start")
+    first = wait_for(lambda: meta(page).get("last_step"), 30, "a drawn step")
+    wait_for(lambda: (meta(page).get("last_step") or 0) > first, 30, "the chart to redraw by itself")
+    wait_for(lambda: step_count(page) > first, 30, "the step readout to move on")
+    names = [t["name"] for t in wait_for(lambda: chart(page, "chart_fwd"), 30, "the chart")["traces"]]
+    assert names[-1] == "tol = 1e-03" and any(n.endswith("(latest)") for n in names)
+    loss = wait_for(lambda: chart(page, "chart_loss"), 30, "the loss chart")
+    assert loss["yaxis"] == "log" and len(loss["traces"][0]["x"]) > 10
+
+    # tol 1e-3 -> 1e-4 with the keyboard, while training: the line moves, the new steps ran at the new tol,
+    # and the forward solves take more iterations
+    iters_before = fwd_mean(page)
+    nudge(page, "tol", "ArrowLeft", ["0.0003", "0.0001"])
+    wait_for(lambda: meta(page).get("data_tol") == 1e-4, 60, "steps run at tol 1e-4")
+    fwd = wait_for(lambda: chart(page, "chart_fwd"), 30, "the chart")
+    assert fwd["traces"][-1]["name"] == "tol = 1e-04" and fwd["traces"][-1]["y"] == [1e-4, 1e-4]
+    assert "tol=0.0001" in href(page)
+    wait_for(lambda: fwd_mean(page) > iters_before, 30, "more forward iterations at the tighter tolerance")
+
+    # gate bias -2 -> +1 (12 key presses of 0.25): the gates open
+    gate_before = last_y(page, "chart_gates")
+    nudge(page, "gate", "ArrowRight", [repr(-2.0 + 0.25 * i) for i in range(1, 13)])
+    wait_for(lambda: meta(page).get("data_gate") == 1.0, 60, "steps run at gate 1.0")
+    wait_for(lambda: last_y(page, "chart_gates") > gate_before + 0.3, 30, "the gates to open")
+    assert "gate=1.0" in href(page)
+
+    # freeze: the charts stop redrawing while training goes on
+    page.locator(".st-key-freeze label").click()
+    page.wait_for_selector(IDLE)
+    time.sleep(1.0)
+    frozen_at = wait_for(lambda: meta(page).get("last_step"), 30, "the frozen chart")
+    steps_at = step_count(page)
+    wait_for(lambda: step_count(page) > steps_at + 10, 30, "training to go on while frozen")
+    assert meta(page)["last_step"] == frozen_at
+    page.locator(".st-key-freeze label").click()
+    wait_for(lambda: (meta(page).get("last_step") or 0) > frozen_at, 30, "the charts to catch up")
+
+    # Pause; the Step shortcut (S) steps once; nothing was recompiled by all those changes
+    play_button(page).click()
+    page.wait_for_selector(".st-key-play button:visible:has-text('Play')")
+    page.wait_for_selector(IDLE)
+    paused_at = step_count(page)
+    page.mouse.click(900, 10)  # focus the page, not a widget
+    page.keyboard.press("s")
+    wait_for(lambda: step_count(page) == paused_at + 1, 30, "the S shortcut to take one step")
+    # auto-pause at a step count: the worker stops itself and the page notices on its next tick
+    target = paused_at + 1 + 300
+    field = page.locator(".st-key-pause_at input")
+    field.fill(str(target))
+    field.press("Enter")
+    page.wait_for_selector(IDLE)
+    play_button(page).click()
+    page.wait_for_selector(".st-key-play button:visible:has-text('Pause')")
+    page.wait_for_selector(".st-key-play button:visible:has-text('Play')", timeout=60_000)
+    page.wait_for_selector(f"text=auto-paused at step {target}")
+    assert step_count(page) == target
+    page.get_by_text("Under the hood").click()
+    hood = page.locator("[data-testid='stExpander']", has_text="jit cache entries").inner_text()
+    assert "step 1, evaluate 1" in hood, hood
+
+    # screenshots while paused: the whole page and the convergence panel
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(5, 995)
+    height = page.evaluate("() => document.querySelector(\"[data-testid='stMainBlockContainer']\").scrollHeight")
+    page.set_viewport_size({"width": 1500, "height": min(int(height) + 120, 6000)})
+    page.wait_for_selector(IDLE)
+    time.sleep(1.5)
+    page.screenshot(path=str(SHOTS / "dashboard_paused.png"), full_page=True)
+    page.locator(".st-key-panel_convergence").screenshot(path=str(SHOTS / "convergence_panel.png"))
+    assert (SHOTS / "dashboard_paused.png").stat().st_size > 50_000
+
+
+def test_bad_url_parameter_warns_in_the_page(app_url, page):
+    page.set_default_timeout(90_000)
+    page.goto(f"{app_url}/?tol=5&gate=-3")
+    page.wait_for_selector(".st-key-play button:visible")
+    page.wait_for_selector(IDLE)
+    warning = page.locator("[data-testid='stAlert']", has_text="tol=5").inner_text()
+    assert "tol must be in [1e-08, 1.0]" in warning
+    wait_for(lambda: "tol=0.001" in href(page) and "gate=-3.0" in href(page), 30, "the URL to be rewritten")
