@@ -84,7 +84,7 @@ def wormhole_classifier(n_in, n_out, hidden=64, layers=3, wormholes=None) -> Mod
         return _dense(params["head"], state[-1]), stats, g
 
     def contraction(params, x, gate_bias, settings):
-        return segment_contraction(params["seg"], x, gate_bias, spec, settings)
+        return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
     return Model("wormhole", init, apply, len(wormholes), True, contraction)
 
@@ -110,9 +110,8 @@ def resnet_fp(n_in, n_out, hidden=64) -> Model:
 
     def contraction(params, x, gate_bias, settings):
         h = jnp.tanh(_dense(params["embed"], x))
-        c1 = segment_contraction(params["block12"], h, gate_bias, spec, settings)
-        s1, _, _ = solve_segment(params["block12"], h, gate_bias, spec, settings)
-        c2 = segment_contraction(params["block34"], s1[-1], gate_bias, spec, settings)
+        c1, s1 = segment_contraction(params["block12"], h, gate_bias, spec, settings)
+        c2, _ = segment_contraction(params["block34"], s1[-1], gate_bias, spec, settings)
         return jnp.maximum(c1, c2)
 
     return Model("resnet_fp", init, apply, 2, True, contraction)
@@ -147,7 +146,7 @@ def small_net(window, hidden=32) -> Model:
         return state[-1], stats, g
 
     def contraction(params, x, gate_bias, settings):
-        return segment_contraction(params["seg"], x, gate_bias, spec, settings)
+        return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
     return Model("small", init, apply, 1, True, contraction)
 
@@ -172,7 +171,7 @@ def wormhole_rnn(n_in, n_out, hidden=32) -> Model:
     def contraction(params, xs, gate_bias, settings):
         # the first time step's map (from a zero hidden state): a cheap, representative estimate
         x0 = jnp.concatenate([xs[0], jnp.zeros(hidden, xs.dtype)])
-        return segment_contraction(params["seg"], x0, gate_bias, spec, settings)
+        return segment_contraction(params["seg"], x0, gate_bias, spec, settings)[0]
 
     return Model("wormhole_rnn", init, apply, 1, True, contraction)
 

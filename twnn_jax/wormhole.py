@@ -96,6 +96,13 @@ def bounded(v, bound):
     return v * jnp.minimum(1.0, bound / jnp.maximum(sigma, 1e-12))
 
 
+def bound_holes(params, bound):
+    """`params` with every wormhole weight scaled into the spectral bound (see `bounded`)."""
+    if bound is None:
+        return params
+    return {**params, "holes": [{**h, "v": bounded(h["v"], bound)} for h in params["holes"]]}
+
+
 def gates(params, spec: SegmentSpec, state, gate_bias):
     """Gate value of every wormhole for the given state, shape (n_wormholes,)."""
     if not spec.wormholes:
@@ -109,7 +116,7 @@ def sweep(state, params, x, gate_bias, spec: SegmentSpec, order: str = "layer", 
     """One pass over the layers: in layer order (each layer sees the new activation below it) or
     all layers at once from the old state ("jacobi")."""
     acts = spec.activations or ("tanh",) * len(spec.widths)
-    holes_v = [bounded(h["v"], spectral_bound) for h in params["holes"]]
+    holes_v = [h["v"] for h in bound_holes(params, spectral_bound)["holes"]]
     g = gates(params, spec, state, gate_bias)
     new = list(state)
     below = x
@@ -132,8 +139,10 @@ def solve_segment(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettin
         raise ValueError(f"sweep must be one of {SWEEPS}, got {settings.sweep!r}")
     dtype = jnp.result_type(x, *jax.tree.leaves(params))
     z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths)
+    # bound the wormhole weights once per solve, not in every sweep (an SVD each); gradients flow through it
+    params = bound_holes(params, settings.spectral_bound)
     state, stats = fix(
-        lambda z, p, x, gb: sweep(z, p, x, gb, spec, settings.sweep, settings.spectral_bound),
+        lambda z, p, x, gb: sweep(z, p, x, gb, spec, settings.sweep),
         z0,
         params,
         x,
@@ -152,8 +161,12 @@ def solve_segment(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettin
 
 
 def segment_contraction(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettings, iters: int = 20):
-    """Power-iteration estimate of ||d sweep / d state|| at the segment's fixed point (one sample)."""
+    """Power-iteration estimate of ||d sweep / d state|| at the segment's fixed point (one sample).
+
+    Returns `(estimate, state)`: the fixed point too, for a caller that feeds it to the next block.
+    """
     state, _, _ = solve_segment(params, x, gate_bias, spec, settings)
     state = jax.lax.stop_gradient(state)
-    sweep_fn = lambda z: sweep(z, params, x, gate_bias, spec, settings.sweep, settings.spectral_bound)  # noqa: E731
-    return jacobian_norm(sweep_fn, state, iters=iters)
+    params = bound_holes(params, settings.spectral_bound)
+    sweep_fn = lambda z: sweep(z, params, x, gate_bias, spec, settings.sweep)  # noqa: E731
+    return jacobian_norm(sweep_fn, state, iters=iters), state
