@@ -363,8 +363,9 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             "- **Auto-pause** stops training at a step count or when the loss reaches a target.\n"
             "- **Freeze view** stops redrawing the charts so you can zoom and hover; training continues. Zoom also "
             "survives ordinary redraws.\n"
-            "- **Redraw every** sets how often the page updates while training: each redraw costs the server and the "
-            "browser CPU that training could use.\n"
+            "- **Charts every** sets how often the charts redraw while training: each redraw costs the server and "
+            "above all the browser CPU that training could use (on a 2-core machine, charts every 2 s cost about a "
+            "quarter of the training speed; every 5 s, the default, next to nothing).\n"
             "- **Share**: the URL holds every control (`?task=sine&tol=0.001&gate=-2.0…`); opening it reproduces "
             "the view. A value out of range is reported and replaced by the default.")
     with st.expander("Under the hood"):
@@ -377,7 +378,7 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             + ", ".join(f"`{k}` {v}" for k, v in counts.items() if v is not None) + ".\n"
             f"- Sessions training on this server now: {playing_count()} (limit {MAX_TRAINERS}).\n"
             + (f"- Drawing the charts takes {1000 * render_s:.0f} ms on the server; while training they are redrawn "
-               f"every {chart_tick:.1f} s (never more than 8% of the time), the readout as set in *Redraw every*.\n"
+               f"every {chart_tick:.1f} s (never more than 8% of the time), the readout at least every 2 s.\n"
                if render_s and chart_tick else "")
         )
         st.caption("digits: the trajectory shown is the first fixed-point block's; adding: the last time step's. "

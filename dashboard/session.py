@@ -3,16 +3,21 @@
 No Streamlit calls here (the worker thread must never call `st.*`) and no numerical code: a `Runner`
 calls `twnn_jax` (a jitted step, evaluate, generate, contraction) and keeps what came back.
 
-Threads: `Runner.play()` starts one worker thread that steps until paused, auto-paused, closed, or
-the browser session it belongs to has ended. `Runner.step()` runs one step in the caller's thread.
-Every call of the jitted step goes through one lock per runner, so a step never races a reset. At
-most `MAX_TRAINERS` runners (over all sessions of this server process) play at the same time.
+Threads: `Runner.play()` starts one worker thread that trains until paused, auto-paused, closed, or
+the browser session it belongs to has ended. It trains as the headless `train()` loop does: through
+`twnn_jax.train.run_calls`, many steps per call of one compiled loop and two calls in flight, so the
+computation goes on while the page's threads hold the GIL. Each call is sized to take about
+`CALL_SECONDS`, so that live controls and Pause act within a few tens of milliseconds.
+`Runner.step()` runs steps in the caller's thread.
+Every call of the trainer goes through one lock per runner, so a step never races a reset. At most
+`MAX_TRAINERS` runners (over all sessions of this server process) play at the same time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import threading
 import time
@@ -22,7 +27,16 @@ from collections import deque
 import jax
 import numpy as np
 
-from twnn_jax.train import TrainConfig, Trainer, build_trainer, live_controls, summarize
+from twnn_jax.train import (
+    STEPS_PER_CALL,
+    Call,
+    TrainConfig,
+    Trainer,
+    build_trainer,
+    live_controls,
+    run_calls,
+    summarize_run,
+)
 
 TASKS = ("sine", "digits", "adding")
 LIVE_NAMES = ("tol", "max_iter", "gate", "damping", "bwd_tol", "lr")
@@ -31,10 +45,10 @@ DASHBOARD_CONFIG = dict(hidden=32, batch_size=32, trajectory=60, seq_len=20)
 
 RECENT_LEN = 2000  # the latest steps' summaries, every step
 LONG_LEN = 2000  # plus the whole run, evenly thinned: every `stride`-th step, the stride doubling when full
-DETAIL_LEN = 24  # steps whose per-sample arrays (trajectories, counts, gates) are kept
+DETAIL_LEN = 24  # steps whose per-sample arrays (trajectories, counts, gates) are kept: the last of each call
 MAX_TRAINERS = int(os.environ.get("TWNN_DASHBOARD_MAX_TRAINERS", "4"))
 IDLE_PAUSE_S = float(os.environ.get("TWNN_DASHBOARD_IDLE_PAUSE_S", "600"))  # no page tick for this long: pause
-YIELD_EVERY_S = 0.001  # the worker hands the GIL to waiting threads at least this often
+CALL_SECONDS = 0.02  # while playing, each call of the training loop is sized to take about this long
 CONTRACTION_EVERY_S = 5.0  # while playing, the ||J|| estimate is refreshed at most this often
 MAX_NONFINITE_IN_A_ROW = 25  # consecutive steps with a non-finite loss (the forward pass blew up): auto-pause
 
@@ -65,7 +79,7 @@ def get_trainer(config: TrainConfig) -> Trainer:
 def compile_counts(trainer: Trainer) -> dict:
     """Entries in the jit caches of the trainer's functions (a new entry is a compilation)."""
     out = {}
-    for name in ("step", "evaluate", "generate", "contraction"):
+    for name in ("run", "evaluate", "generate", "contraction"):
         fn = getattr(trainer, name)
         size = getattr(fn, "_cache_size", None)
         out[name] = int(size()) if fn is not None and size is not None else None
@@ -172,14 +186,14 @@ class Runner:
 
     # ------------------------------------------------------------------ stepping
     def _warm_up(self) -> None:
-        """Compile the step (and the helpers the page calls) before the user presses Play."""
+        """Compile the training loop (and the helpers the page calls) before the user presses Play."""
         try:
             with self._step_lock:
                 if self.closed:
                     return
                 self.compiling = True
                 _, live = self._live
-                out = self.trainer.step(self.state, live)  # result discarded: the step is pure
+                out = self.trainer.run(self.state, live, 0)  # zero steps: compiles, changes nothing
                 jax.block_until_ready(out)
         except Exception as err:  # noqa: BLE001 - reported on the page
             self.error = f"compiling the training step failed: {err}"
@@ -195,57 +209,64 @@ class Runner:
     def step(self, n: int = 1) -> int:
         """Run `n` steps now in the caller's thread (when paused). Returns the steps taken."""
         done = 0
-        for _ in range(n):
-            if self.closed or not self._step_once():
+        while done < n and not self.closed:
+            taken = self._advance(min(STEPS_PER_CALL, n - done))
+            if not taken:
                 break
-            done += 1
+            done += taken
         return done
 
-    def _step_once(self, stop: threading.Event | None = None) -> bool:
+    def _advance(self, n: int, stop: threading.Event | None = None) -> int:
+        """One call of the training loop: up to `n` steps (fewer when the loss reaches the auto-pause
+        target). Returns the steps taken, 0 after an error (the last good state stays)."""
         with self._step_lock:
             if self.closed or (stop is not None and stop.is_set()):
-                return False
+                return 0
             values, live = self._live
-            self.compiling = self.trainer.step._cache_size() == 0
+            self.compiling = self.trainer.run._cache_size() == 0
+            below = self.pause_below_loss
             try:
-                state, metrics = self.trainer.step(self.state, live)
-                s = summarize(metrics)  # one transfer to the host, as in the library's own loop
-                m = {k: np.asarray(metrics[k]) for k in _PER_SAMPLE if k in metrics}  # already on the host
+                state, out = self.trainer.run(self.state, live, n, -np.inf if below is None else below)
+                rows = summarize_run(out)  # the per-step scalars: one transfer to the host
+                last = jax.device_get({k: out["last"][k] for k in _PER_SAMPLE if k in out["last"]})
             except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
                 self.error = f"the training step failed: {err}"
                 self.compiling = False
-                return False
+                return 0
             self.compiling = False
             with self._lock:
                 self.state = state
-                self._record(s, m, values)
-            return True
+                self._record(rows, last, values)
+            return len(rows)
 
-    def _record(self, s: dict, m: dict, values: dict) -> None:
-        s["fwd_diverged_frac"] = float(np.mean(m["fwd_diverged"])) if "fwd_diverged" in m else 0.0
-        s.update({k: values[k] for k in LIVE_NAMES})
-        s["time"] = time.time()
-        self._recent.append(s)
-        if s["step"] % self._stride == 0:
-            self._long.append(s)
-            if len(self._long) > LONG_LEN:
-                self._stride *= 2
-                self._long = [h for h in self._long if h["step"] % self._stride == 0]
+    def _record(self, rows: list[dict], last: dict, values: dict) -> None:
+        extra = {k: values[k] for k in LIVE_NAMES}
+        extra["time"] = time.time()
+        stride = self._stride
+        for s in rows:
+            s.update(extra)
+            if s["step"] % stride == 0:
+                self._long.append(s)
+            # A non-finite loss means the forward pass itself blew up: every further step will be skipped
+            # too. (A finite loss with a non-finite gradient is reported on the page but does not pause:
+            # the next batch may be fine.)
+            self.nonfinite_in_a_row = 0 if math.isfinite(s["loss"]) else self.nonfinite_in_a_row + 1
+        self._recent.extend(rows)
+        if len(self._long) > LONG_LEN:
+            self._stride *= 2
+            self._long = [h for h in self._long if h["step"] % self._stride == 0]
+        live = {k: values[k] for k in LIVE_NAMES}
         self.details.append({
-            "step": s["step"],
-            "fwd_trajectory": np.asarray(m.get("fwd_trajectory")) if "fwd_trajectory" in m else None,
-            "bwd_trajectory": np.asarray(m.get("bwd_trajectory")) if "bwd_trajectory" in m else None,
-            "fwd_iters": np.asarray(m["fwd_iters"]),
-            "bwd_iters": np.asarray(m["bwd_iters"]),
-            "fwd_converged": np.asarray(m["fwd_converged"]),
-            "gates": np.asarray(m["gates"]),
-            **{k: values[k] for k in LIVE_NAMES},
+            "step": rows[-1]["step"],
+            "fwd_trajectory": np.asarray(last["fwd_trajectory"]) if "fwd_trajectory" in last else None,
+            "bwd_trajectory": np.asarray(last["bwd_trajectory"]) if "bwd_trajectory" in last else None,
+            "fwd_iters": np.asarray(last["fwd_iters"]),
+            "bwd_iters": np.asarray(last["bwd_iters"]),
+            "fwd_converged": np.asarray(last["fwd_converged"]),
+            "gates": np.asarray(last["gates"]),
+            **live,
         })
-        self._times.append((time.monotonic(), s["step"]))
-        # A non-finite loss means the forward pass itself blew up: every further step will be skipped too.
-        # (A finite loss with a non-finite gradient is reported on the page but does not pause: the next
-        # batch may be fine.)
-        self.nonfinite_in_a_row = 0 if np.isfinite(s["loss"]) else self.nonfinite_in_a_row + 1
+        self._times.append((time.monotonic(), rows[-1]["step"]))
 
     def steps_per_second(self, window_s: float = 5.0) -> float | None:
         times = list(self._times)
@@ -309,9 +330,30 @@ class Runner:
         """The page shows this runner: reset the idle timer."""
         self.heartbeat = time.monotonic()
 
+    def _call_size(self, step: int) -> int:
+        """Steps for the next call while playing: about CALL_SECONDS of training, and never past the
+        auto-pause step."""
+        rate = self.steps_per_second()
+        n = STEPS_PER_CALL if rate is None else int(min(STEPS_PER_CALL, max(1, rate * CALL_SECONDS)))
+        if self.pause_at_step is not None and self.pause_at_step > step:
+            n = min(n, self.pause_at_step - step)  # land exactly on the target step
+        return n
+
     def _loop(self, stop: threading.Event) -> None:
-        last_check = last_yield = 0.0
+        last_check = 0.0
+
+        def plan(step: int) -> Call | None:
+            if stop.is_set() or self.closed:
+                return None
+            values, live = self._live
+            below = self.pause_below_loss
+            return Call(live, self._call_size(step), -np.inf if below is None else below, tag=values)
+
         try:
+            with self._step_lock:  # waits for the warm-up's compilation, if one is running
+                start = self.state
+                self.compiling = self.trainer.run._cache_size() == 0
+            calls = run_calls(self.trainer, start, plan)
             while not stop.is_set():
                 now = time.monotonic()
                 if now - last_check > 2.0:
@@ -322,18 +364,25 @@ class Runner:
                     if now - self.heartbeat > IDLE_PAUSE_S:
                         self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
                         break
-                if not self._step_once(stop):
-                    if not stop.is_set() and not self.closed:
-                        self._auto_pause(self.error or "paused", "error")
+                try:
+                    state, rows, last, call = next(calls)
+                    last = jax.device_get({k: last[k] for k in _PER_SAMPLE if k in last})
+                except StopIteration:
                     break
+                except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
+                    self.error = f"the training step failed: {err}"
+                    self._auto_pause(self.error, "error")
+                    break
+                finally:
+                    self.compiling = False
+                with self._step_lock:  # a reset (which pauses first) never sees a half-recorded call
+                    if stop.is_set() or self.closed:
+                        break
+                    with self._lock:
+                        self.state = state
+                        self._record(rows, last, call.tag)
                 if self._check_auto_pause():
                     break
-                # Let the page's threads (the script run, the server's event loop) take the GIL now and
-                # then: otherwise each of their many hand-overs waits a switch interval (5 ms).
-                now = time.monotonic()
-                if now - last_yield > YIELD_EVERY_S:
-                    last_yield = now
-                    time.sleep(0)
         finally:
             if stop is self._stop:  # not replaced by a newer worker
                 self.playing = False

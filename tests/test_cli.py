@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from twnn_jax import cli
+from twnn_jax import train as train_module
 from twnn_jax.checkpoint import load_checkpoint
+from twnn_jax.train import STEPS_PER_CALL
 
 # the structure of test_train's SINE config: the in-process runs reuse its compiled step
 TINY = ["--task", "sine", "--hidden", "8", "--batch-size", "16", "--quiet"]
@@ -100,20 +102,38 @@ def test_force_overwrites(tmp_path):
 
 def test_interrupt_keeps_a_consistent_checkpoint(tmp_path, monkeypatch, capsys):
     """Ctrl-C (or SIGTERM) mid-run: the finished steps are logged and checkpointed, exit code 130."""
-    calls, real = [], cli.summarize
+    calls, real = [], train_module.summarize_run
 
-    def summarize_then_interrupt(metrics):
+    def summarize_then_interrupt(out):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 2:  # during the second call of the training loop
             raise KeyboardInterrupt
-        return real(metrics)
+        return real(out)
 
-    monkeypatch.setattr(cli, "summarize", summarize_then_interrupt)
+    monkeypatch.setattr(train_module, "summarize_run", summarize_then_interrupt)
     out = tmp_path / "cut"
-    assert cli.main(["train", *TINY, "--steps", "50", "--out", str(out)]) == 130
+    steps = str(3 * STEPS_PER_CALL)
+    assert cli.main(["train", *TINY, "--steps", steps, "--checkpoint-every", "0", "--out", str(out)]) == 130
     assert "--resume" in capsys.readouterr().err
-    assert [r["step"] for r in _strict_lines(out / "metrics.jsonl")] == [1, 2]
-    assert int(load_checkpoint(out)[1].step) == 2
+    first_call = list(range(1, STEPS_PER_CALL + 1))
+    assert [r["step"] for r in _strict_lines(out / "metrics.jsonl")] == first_call
+    assert int(load_checkpoint(out)[1].step) == STEPS_PER_CALL
+
+
+def test_checkpoint_every_is_exact(tmp_path, monkeypatch):
+    """Periodic checkpoints land on the requested steps although steps run many per call."""
+    out = tmp_path / "periodic"
+    seen = []
+    real = cli.save_checkpoint
+
+    def spy(directory, state, config, history=None):
+        seen.append(int(state.step))
+        return real(directory, state, config, history)
+
+    monkeypatch.setattr(cli, "save_checkpoint", spy)
+    assert cli.main(["train", *TINY, "--steps", "45", "--checkpoint-every", "20", "--out", str(out)]) == 0
+    assert seen == [0, 20, 40, 45]
+    assert [r["step"] for r in _strict_lines(out / "metrics.jsonl")] == list(range(1, 46))
 
 
 def test_divergent_run_is_reported_not_crashed(tmp_path, capsys):
@@ -165,7 +185,7 @@ def test_dashboard_help_and_dry_run(capsys):
     code = cli.main(["dashboard", "--dry-run", "--server.port", "8502", "--server.headless=true"])
     out, err = capsys.readouterr()
     assert out.split()[1:4] == ["-m", "streamlit", "run"]
-    assert out.strip().endswith("--browser.gatherUsageStats=false --server.port 8502 --server.headless=true")
+    assert out.strip().endswith("--runner.postScriptGC=false --server.port 8502 --server.headless=true")
     assert "--server.address=127.0.0.1" in out and str(Path("dashboard") / "app.py") in out
     app = Path(cli.__file__).resolve().parent.parent / "dashboard" / "app.py"
     assert code == (0 if app.is_file() else 1)

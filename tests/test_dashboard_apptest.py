@@ -195,7 +195,7 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
     at.select_slider(key="tol").set_value(1e-6).run()
     assert list(map(float, _decode(tol_trace(charts(at)["convergence"])["y"]))) == [1e-6, 1e-6]
     click_step(at)
-    assert session.compile_counts(runner_of(at).trainer)["step"] == 1
+    assert session.compile_counts(runner_of(at).trainer)["run"] == 1
 
 
 def test_live_controls_never_recompile():

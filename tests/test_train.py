@@ -15,7 +15,7 @@ import pytest
 from twnn_jax import checkpoint
 from twnn_jax.checkpoint import dumps_strict, json_safe, load_checkpoint, save_checkpoint
 from twnn_jax.cli import trainer_for
-from twnn_jax.train import TrainConfig, live_controls, train
+from twnn_jax.train import STEPS_PER_CALL, TrainConfig, live_controls, summarize, summarize_run, train
 
 # (config, steps) per task: a few hundred milliseconds of training each once compiled
 RUNS = {
@@ -58,6 +58,49 @@ def test_live_controls_do_not_recompile():
                     {"lr": 0.3}, {"tol": 0.5, "max_iter": 1000, "gate": -20.0}):
         state, _ = trainer.step(state, live_controls(SINE, **changes))
     assert trainer.step._cache_size() == compiled
+
+
+def test_run_of_many_steps_equals_one_step_calls():
+    """Trainer.run (a compiled loop of steps) gives bitwise the state of one-step calls, and the same rows."""
+    trainer, live = trainer_for(SINE), live_controls(SINE)
+    start = trainer.init(1)
+    n = STEPS_PER_CALL + 5  # a full call and a partial one
+    chunked, rows = train(trainer, n, state=start, live=live)
+    state, single = start, []
+    for _ in range(n):
+        state, out = trainer.run(state, live, 1)
+        single += summarize_run(out)
+    assert _bitwise_equal(chunked, state)
+    assert rows == single
+    assert [r["step"] for r in rows] == list(range(1, n + 1))
+    # the single-step function computes the same summary as the loop's first step
+    _, metrics = trainer.step(start, live)
+    assert summarize(metrics) == rows[0]
+    # n beyond STEPS_PER_CALL is clipped, never an out-of-bounds write
+    _, out = trainer.run(start, live, STEPS_PER_CALL + 7)
+    assert int(out["count"]) == STEPS_PER_CALL
+
+
+def test_run_stops_at_the_loss_target():
+    trainer, live = trainer_for(SINE), live_controls(SINE)
+    _, reference = train(trainer, 60, state=trainer.init(0), live=live)
+    losses = [r["loss"] for r in reference]
+    target = sorted(losses)[len(losses) // 2]  # reached for the first time somewhere inside the run
+    first = next(i for i, loss in enumerate(losses) if loss <= target)
+    _, history = train(trainer, 60, state=trainer.init(0), live=live, stop_below=target)
+    assert len(history) == first + 1
+    assert history == reference[: first + 1]
+
+
+def test_run_does_not_recompile_for_live_controls_or_counts():
+    trainer = trainer_for(SINE)
+    state = trainer.init(0)
+    state, _ = trainer.run(state, live_controls(SINE), 3)
+    compiled = trainer.run._cache_size()
+    for n, changes in ((1, {"tol": 1e-5}), (STEPS_PER_CALL, {"max_iter": 7}), (2, {"gate": 3.0}),
+                       (5, {"lr": 0.3, "damping": 0.2, "bwd_tol": 1e-6})):
+        state, _ = trainer.run(state, live_controls(SINE, **changes), n, 0.01)
+    assert trainer.run._cache_size() == compiled
 
 
 def test_checkpoint_round_trip_and_bitwise_resume(tmp_path):

@@ -39,7 +39,18 @@ from .checkpoint import (
     save_checkpoint,
     write_atomic,
 )
-from .train import CHOICES, RANGES, LiveControls, TrainConfig, build_trainer, check_value, live_controls, summarize
+from .train import (
+    CHOICES,
+    RANGES,
+    STEPS_PER_CALL,
+    Call,
+    LiveControls,
+    TrainConfig,
+    build_trainer,
+    check_value,
+    live_controls,
+    run_calls,
+)
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -223,8 +234,9 @@ class _Progress:
         self.start = self.last = time.perf_counter()
         self.done = 0
 
-    def update(self, summary: dict, force: bool = False):
-        self.done += 1
+    def update(self, summary: dict, steps: int = 1, force: bool = False):
+        """`steps` more steps are done; `summary` is the latest one's."""
+        self.done += steps
         now = time.perf_counter()
         if not self.enabled or (not force and now - self.last < self.interval and self.done < self.total):
             return
@@ -328,18 +340,28 @@ def _train(args) -> int:
     previous_term = _stop_on_sigterm()
     try:
         with metrics_path.open("a") as log:
-            for i in range(args.steps):
-                next_state, metrics = trainer.step(state, live)
-                summary = summarize(metrics)
-                summary["elapsed_s"] = round(time.perf_counter() - start, 4)
-                line = dumps_strict(summary) + "\n"
-                # a step counts once its line is logged: an interrupt before this drops the whole step
-                log.write(line)
+            first = int(state.step)
+
+            def plan(step: int) -> Call | None:
+                """Up to STEPS_PER_CALL steps per call, never across a periodic checkpoint."""
+                done = step - first
+                n = min(STEPS_PER_CALL, args.steps - done)
+                if args.checkpoint_every:
+                    n = min(n, args.checkpoint_every - done % args.checkpoint_every)
+                return Call(live, n) if n > 0 else None
+
+            for next_state, rows, last, _ in run_calls(trainer, state, plan):
+                elapsed = round(time.perf_counter() - start, 4)
+                for row in rows:
+                    row["elapsed_s"] = elapsed
+                # these steps count once their lines are logged: an interrupt before this drops them all
+                log.write("".join(dumps_strict(row) + "\n" for row in rows))
                 log.flush()
-                state, last_metrics = next_state, metrics
-                new.append(summary)
-                progress.update(summary, force=i == args.steps - 1)
-                if args.checkpoint_every and (i + 1) % args.checkpoint_every == 0 and i + 1 < args.steps:
+                state, last_metrics = next_state, last
+                new.extend(rows)
+                done = len(new)
+                progress.update(rows[-1], len(rows), force=done == args.steps)
+                if args.checkpoint_every and done % args.checkpoint_every == 0 and done < args.steps:
                     save_checkpoint(out, state, config)  # metrics.jsonl holds the history meanwhile
     except KeyboardInterrupt:
         interrupted = True
@@ -428,7 +450,7 @@ def dashboard_command(extra: list[str]) -> list[str]:
     """The `streamlit run` command line for the dashboard, with `extra` arguments passed on unchanged."""
     app = _repo_root() / "dashboard" / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address=127.0.0.1",
-            "--client.toolbarMode=viewer", "--browser.gatherUsageStats=false", *extra]
+            "--client.toolbarMode=viewer", "--browser.gatherUsageStats=false", "--runner.postScriptGC=false", *extra]
 
 
 def _run_or_print(name: str, command: list[str], script: Path, dry_run: bool) -> int:

@@ -1,9 +1,17 @@
-"""Training: a config record, live controls, one jitted step, evaluation and a loop with a callback.
+"""Training: a config record, live controls, a jitted step, a jitted run of steps, evaluation, a loop.
 
 >>> cfg = TrainConfig(task="sine")                                      # doctest: +SKIP
 >>> trainer = build_trainer(cfg)                                        # doctest: +SKIP
 >>> state = trainer.init(cfg.seed)                                      # doctest: +SKIP
 >>> state, metrics = trainer.step(state, live_controls(cfg))           # doctest: +SKIP
+>>> state, out = trainer.run(state, live_controls(cfg), 32)            # doctest: +SKIP
+>>> rows = summarize_run(out)   # 32 per-step summaries                 # doctest: +SKIP
+
+`trainer.run` runs up to `STEPS_PER_CALL` steps inside one compiled loop (`lax.while_loop`). Small
+networks take tens of microseconds a step, while a call of a jitted function from Python costs
+hundreds: the loop is what makes training fast. Every step of it runs the same compiled step, so a run
+of n steps gives exactly the state of n calls of `run` with one step each. `run_calls` keeps two calls
+in flight (JAX dispatches asynchronously): the next call computes while Python reads the last one.
 
 `LiveControls` (tol, max_iter, gate, damping, bwd_tol, lr) are traced arrays: changing them between
 steps never recompiles. Everything in `TrainConfig` is static: changing it builds a new trainer.
@@ -27,6 +35,13 @@ from ._iterate import SOLVERS
 from .models import DEFAULT_MODEL, MODEL_KINDS, Model, build_model
 from .tasks import TASKS, Task, adding_task, copy_task, digits_task, sine_task
 from .wormhole import SWEEPS, SolveSettings
+
+STEPS_PER_CALL = 128  # the most steps one call of `Trainer.run` takes
+# The per-step scalars every step computes (in the compiled step): what `summarize` returns and
+# metrics.jsonl holds. gate_mean is absent for models without gates.
+SUMMARY_KEYS = ("step", "loss", "metric", "skipped", "grad_norm", "fwd_iters_mean", "fwd_iters_max",
+                "bwd_iters_mean", "bwd_iters_max", "converged_frac", "bwd_converged_frac", "fwd_diverged_frac",
+                "fwd_residual_max", "gate_mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +178,7 @@ class Trainer(NamedTuple):
     model: Model
     init: Callable  # seed -> TrainState
     step: Callable  # (state, live) -> (state, metrics)
+    run: Callable  # (state, live, n, stop_below=-inf) -> (state, out): up to STEPS_PER_CALL steps; `summarize_run`
     evaluate: Callable  # (params, live) -> dict of per-sample arrays on the evaluation set
     generate: Callable | None  # sine only: (params, live) -> dict(series, target, fwd_iters, rmse)
     contraction: Callable | None  # (params, live) -> per-sample ||J|| estimate on 8 evaluation samples
@@ -251,11 +267,45 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
             "bwd_residual": bst.residual,
             "bwd_converged": bst.converged,
             "gates": gates,
+            # the per-step summary (SUMMARY_KEYS), computed here so that a run of steps keeps only scalars
+            "fwd_iters_mean": jnp.mean(stats.iters.astype(jnp.float32)),
+            "fwd_iters_max": jnp.max(stats.iters),
+            "bwd_iters_mean": jnp.mean(bst.iters.astype(jnp.float32)),
+            "bwd_iters_max": jnp.max(bst.iters),
+            "converged_frac": jnp.mean(stats.converged.astype(jnp.float32)),
+            "bwd_converged_frac": jnp.mean(bst.converged.astype(jnp.float32)),
+            "fwd_diverged_frac": jnp.mean(stats.diverged.astype(jnp.float32)),
+            "fwd_residual_max": jnp.max(stats.residual),
         }
+        if gates.size:
+            metrics["gate_mean"] = jnp.mean(gates)
         if capacity:
             metrics["fwd_trajectory"] = stats.trajectory
             metrics["bwd_trajectory"] = bst.trajectory
         return new_state, metrics
+
+    def run(state: TrainState, live: LiveControls, n, stop_below):
+        """`n` steps (at most STEPS_PER_CALL) in one compiled loop, or fewer: it stops after the first step
+        whose loss is <= `stop_below` (-inf: never). Returns the state and {"count": steps taken, "rows":
+        each summary key stacked over the steps (the first `count` entries are valid), "last": the last
+        step's full metrics}."""
+        _, shapes = jax.eval_shape(step, state, live)
+        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in SUMMARY_KEYS if k in shapes}
+        last = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        n = jnp.clip(jnp.asarray(n, jnp.int32), 0, STEPS_PER_CALL)
+
+        def cond(carry):
+            i, _, _, _, reached = carry
+            return (i < n) & ~reached
+
+        def body(carry):
+            i, state, rows, _, _ = carry
+            state, metrics = step(state, live)
+            rows = {k: rows[k].at[i].set(metrics[k]) for k in rows}
+            return i + 1, state, rows, metrics, metrics["loss"] <= stop_below
+
+        count, state, rows, last, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), state, rows, last, False))
+        return state, {"count": count, "rows": rows, "last": last}
 
     def evaluate(params, live: LiveControls):
         x, y = task.eval_set
@@ -300,29 +350,75 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
 
         contraction = jax.jit(contraction)
 
-    return Trainer(cfg, task, model, init, jax.jit(step), jax.jit(evaluate), generate, contraction)
+    run_jit = jax.jit(run)
+
+    def run_steps(state: TrainState, live: LiveControls, n: int, stop_below: float = -math.inf):
+        # fixed dtypes: a Python int and an int32 array would be two compilations
+        return run_jit(state, live, np.int32(n), np.float32(stop_below))
+
+    run_steps.__doc__ = run.__doc__
+    run_steps._cache_size = run_jit._cache_size  # what the no-recompilation checks read
+    return Trainer(cfg, task, model, init, jax.jit(step), run_steps, jax.jit(evaluate), generate, contraction)
+
+
+def _row(values: dict) -> dict:
+    """Plain Python numbers (what json writes) from one step's summary values."""
+    return {k: values[k].item() if hasattr(values[k], "item") else values[k] if k in values else None
+            for k in SUMMARY_KEYS}
 
 
 def summarize(metrics: dict) -> dict:
-    """Per-step scalars (plain Python numbers) from a step's metrics: what metrics.jsonl holds."""
-    m = jax.device_get(metrics)
-    fwd, bwd = np.asarray(m["fwd_iters"]), np.asarray(m["bwd_iters"])
-    gates = np.asarray(m["gates"])
-    return {
-        "step": int(m["step"]),
-        "loss": float(m["loss"]),
-        "metric": float(m["metric"]),
-        "skipped": bool(m["skipped"]),
-        "grad_norm": float(m["grad_norm"]),
-        "fwd_iters_mean": float(fwd.mean()),
-        "fwd_iters_max": int(fwd.max()),
-        "bwd_iters_mean": float(bwd.mean()),
-        "bwd_iters_max": int(bwd.max()),
-        "converged_frac": float(np.mean(m["fwd_converged"])),
-        "bwd_converged_frac": float(np.mean(m["bwd_converged"])),
-        "fwd_residual_max": float(np.max(m["fwd_residual"])),
-        "gate_mean": float(gates.mean()) if gates.size else None,
-    }
+    """Per-step scalars (plain Python numbers, SUMMARY_KEYS) from a step's metrics: what metrics.jsonl holds."""
+    return _row(jax.device_get({k: metrics[k] for k in SUMMARY_KEYS if k in metrics}))
+
+
+def summarize_run(out: dict) -> list[dict]:
+    """The per-step summaries (as `summarize` gives them) of a `Trainer.run` call, in step order."""
+    count, rows = jax.device_get((out["count"], out["rows"]))
+    count = int(count)
+    keys = [k for k in SUMMARY_KEYS if k in rows]
+    absent = {k: None for k in SUMMARY_KEYS if k not in rows}
+    columns = [rows[k][:count].tolist() for k in keys]  # plain Python numbers
+    return [{**dict(zip(keys, values)), **absent} for values in zip(*columns)]
+
+
+class Call(NamedTuple):
+    """One call of `Trainer.run` that `run_calls` should make; `tag` comes back with its results."""
+
+    live: LiveControls
+    n: int
+    stop_below: float = -math.inf
+    tag: object = None
+
+
+def run_calls(trainer: Trainer, state: TrainState, plan: Callable[[int], Call | None]):
+    """Train call after call, two in flight: yields (state, rows, last, call) for each finished call, in order.
+
+    `plan(step)` is asked for the next call before the previous one's results are read; `step` is the step
+    count the state will have when that call starts (None from plan: no further call). `rows` are the
+    call's per-step summaries (`summarize_run`), `last` its last step's full metrics (on the device).
+    After a call that stopped early (its loss reached `stop_below`) the generator ends: the call dispatched
+    after it started from a state that was never reached and is dropped. The caller may stop iterating
+    at any time; the state it last received is consistent.
+    """
+    step = int(state.step)
+    pending = None
+    while True:
+        call = plan(step)
+        dispatched = None
+        if call is not None and call.n > 0:
+            base = pending[0] if pending is not None else state
+            dispatched = (*trainer.run(base, call.live, call.n, call.stop_below), call)
+            step += min(call.n, STEPS_PER_CALL)
+        if pending is not None:
+            new_state, out, done = pending
+            rows = summarize_run(out)
+            yield new_state, rows, out["last"], done
+            if len(rows) < min(done.n, STEPS_PER_CALL):
+                return
+        if dispatched is None:
+            return
+        pending = dispatched
 
 
 def train(
@@ -331,22 +427,31 @@ def train(
     *,
     state: TrainState | None = None,
     live: LiveControls | None = None,
-    callback: Callable[[dict, TrainState], bool | None] | None = None,
+    callback: Callable[[list[dict], TrainState], bool | None] | None = None,
+    stop_below: float | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Run `steps` steps; returns the final state and the history (one `summarize` dict a step).
 
-    `callback(summary, state)` runs after each step; returning True stops early.
+    Steps run STEPS_PER_CALL at a time (`run_calls`). `callback(rows, state)` runs after each call with
+    that call's summaries and the state after them; returning True stops there. `stop_below`: stop after
+    the first step whose loss is <= this.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     cfg = trainer.config
     state = trainer.init(cfg.seed) if state is None else state
     live = live_controls(cfg) if live is None else live
-    history = []
-    for _ in range(steps):
-        state, metrics = trainer.step(state, live)
-        summary = summarize(metrics)
-        history.append(summary)
-        if callback is not None and callback(summary, state):
+    stop = -math.inf if stop_below is None else stop_below
+    start = int(state.step)
+    history: list[dict] = []
+
+    def plan(step: int) -> Call | None:
+        left = steps - (step - start)
+        return Call(live, min(STEPS_PER_CALL, left), stop) if left > 0 else None
+
+    for reached, rows, _, _ in run_calls(trainer, state, plan):
+        state = reached
+        history.extend(rows)
+        if callback is not None and callback(rows, state):
             break
     return state, history

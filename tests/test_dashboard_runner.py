@@ -1,0 +1,102 @@
+"""The dashboard's trainer thread (`dashboard.session.Runner`) against the library's headless loop.
+
+The runner keeps two calls of the compiled training loop in flight; these tests check that what it
+records is exactly what `twnn_jax.train.train` computes: every step once, in order, stopping exactly
+where auto-pause says. Also the start of JAX with its compute threads on one core (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dashboard import session  # noqa: E402
+from twnn_jax.train import STEPS_PER_CALL, live_controls, train  # noqa: E402
+
+CONFIG = session.make_config("sine")
+
+
+def _play_until_paused(runner: session.Runner, timeout: float = 120.0) -> None:
+    assert runner.play()
+    deadline = time.time() + timeout
+    while runner.playing and time.time() < deadline:
+        time.sleep(0.05)
+    assert not runner.playing, "the runner did not auto-pause"
+
+
+@pytest.fixture
+def runner():
+    r = session.Runner(CONFIG, warm_up=False)
+    yield r
+    r.close()
+
+
+def test_auto_pause_lands_exactly_and_matches_headless(runner):
+    """Past several calls (two in flight): every step recorded once, the same numbers as train()."""
+    target = 2 * STEPS_PER_CALL + 45
+    runner.set_auto_pause(target, None)
+    _play_until_paused(runner)
+    assert runner.step_count == target and int(runner.state.step) == target
+    history = runner.history
+    assert [h["step"] for h in history] == list(range(1, target + 1))
+    trainer = session.get_trainer(CONFIG)
+    _, reference = train(trainer, target, state=trainer.init(CONFIG.seed), live=live_controls(CONFIG))
+    assert [h["loss"] for h in history] == [r["loss"] for r in reference]
+    assert "auto-paused at step" in runner.message
+    # playing on continues from there, exactly
+    runner.set_auto_pause(target + 30, None)
+    _play_until_paused(runner)
+    assert [h["step"] for h in runner.history] == list(range(1, target + 31))
+
+
+def test_auto_pause_at_loss_stops_at_the_first_step_below(runner):
+    trainer = session.get_trainer(CONFIG)
+    _, reference = train(trainer, 400, state=trainer.init(CONFIG.seed), live=live_controls(CONFIG))
+    losses = [r["loss"] for r in reference]
+    target = sorted(losses)[len(losses) // 3]
+    first = next(i for i, loss in enumerate(losses) if loss <= target) + 1
+    runner.set_auto_pause(None, target)
+    _play_until_paused(runner)
+    assert runner.step_count == first, (first, runner.step_count)
+    assert [h["step"] for h in runner.history] == list(range(1, first + 1))
+    assert "reached the target" in runner.message
+
+
+def test_reset_while_playing_recovers_a_fresh_run(runner):
+    assert runner.play()
+    deadline = time.time() + 60
+    while runner.step_count < 10 and time.time() < deadline:
+        time.sleep(0.05)
+    runner.reset()
+    time.sleep(0.3)  # a call in flight at the reset must not be recorded
+    assert not runner.playing and runner.step_count == 0 and runner.history == []
+    assert int(runner.state.step) == 0
+    assert runner.step(3) == 3 and [h["step"] for h in runner.history] == [1, 2, 3]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and at least 2 cores")
+def test_jax_starts_with_its_threads_on_one_core_and_the_caller_keeps_all():
+    code = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]);"
+        "from dashboard.cpu_threads import start_jax_on_one_core;"
+        "before = os.sched_getaffinity(0); first = start_jax_on_one_core(); second = start_jax_on_one_core();"
+        "import jax.numpy as jnp; assert float(jnp.arange(4.0).sum()) == 6.0;"
+        "mine = os.sched_getaffinity(0);"
+        "tasks = os.listdir('/proc/self/task');"
+        "pinned = sum(1 for t in tasks if len(os.sched_getaffinity(int(t))) == 1);"
+        "print(first, second, mine == before, pinned)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, second, restored, pinned = out.stdout.split()
+    assert (first, second, restored) == ("True", "False", "True")
+    assert int(pinned) >= 1  # the backend's threads, created while the caller was pinned
