@@ -275,6 +275,15 @@ def browser_measurements(seconds: float) -> dict:
                 changes = page.evaluate("() => window.__twnnSteps")
                 (ta, sa), (tb, sb) = changes[0], changes[-1]
                 rates[f"{every}s"] = {"steps_per_s": (sb - sa) / ((tb - ta) / 1000), "readout_updates": len(changes)}
+            # the same with the charts frozen (the readout still updates)
+            page.locator(".st-key-freeze label").click()
+            time.sleep(3.0)
+            page.evaluate(JS_RECORD_STEPS)
+            time.sleep(3 * seconds)
+            changes = page.evaluate("() => window.__twnnSteps")
+            (ta, sa), (tb, sb) = changes[0], changes[-1]
+            rates["frozen"] = {"steps_per_s": (sb - sa) / ((tb - ta) / 1000), "readout_updates": len(changes)}
+            page.locator(".st-key-freeze label").click()
             out["dashboard_steps_per_s_by_chart_interval"] = rates
             out["dashboard_steps_per_s"] = rates[f"{REDRAW_DEFAULT}s"]["steps_per_s"]
             out["chart_interval_default_s"] = REDRAW_DEFAULT
@@ -356,7 +365,13 @@ def main(argv=None):
                       if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
     if args.browser_only:
         doc["browser"] = browser_measurements(args.seconds)
+        doc["headless_after_browser_steps_per_s"] = reference = headless_rate(config, args.seconds)
+        by_interval = doc["browser"]["dashboard_steps_per_s_by_chart_interval"]
+        doc["dashboard_vs_headless_by_chart_interval"] = {
+            k: v["steps_per_s"] / reference for k, v in by_interval.items()}
         print(json.dumps(doc, indent=2, default=float))
+        if args.out:
+            Path(args.out).write_text(json.dumps(doc, indent=2, default=float) + "\n")
         return
     # Interleaved rounds (this machine is shared: interleaving spreads load swings over all three).
     rounds = {"headless": [], "headless_default_threads": [], "runner": [], "runner_with_render": []}

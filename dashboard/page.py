@@ -11,10 +11,10 @@ from . import controls, panels
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
-# Every chart redraw costs the server and above all the browser CPU that training could use: on 2 cores,
-# training in the page ran at 0.76x headless speed with charts every 2 s and at 1.0x with charts every
-# 5 s (benchmarks/bench_dashboard.py). The readout (step, loss, counts) is cheap and ticks faster.
-REDRAW_DEFAULT = 5
+# Chart redraws cost the server and the browser CPU that training could use. On 2 cores training in the
+# page ran at 0.76-0.86x headless speed whatever the interval, 0.85x with the charts frozen
+# (benchmarks/bench_dashboard.py): the interval is a matter of taste, not of speed, there.
+REDRAW_DEFAULT = 2
 READOUT_MAX_S = 2.0  # the readout ticks at the chart interval or this, whichever is shorter
 RENDER_BUDGET = 0.08  # redraw the charts at most this share of the time: drawing takes the GIL from training
 
