@@ -81,6 +81,18 @@ def test_run_of_many_steps_equals_one_step_calls():
     assert int(out["count"]) == STEPS_PER_CALL
 
 
+def test_summaries_of_a_model_without_gates():
+    """A gateless model (plain residual net) has no gate_mean: both summaries say None, not a KeyError."""
+    cfg = TrainConfig(task="digits", model="resnet_plain", hidden=8, batch_size=8)
+    trainer, live = trainer_for(cfg), live_controls(cfg)
+    start = trainer.init(0)
+    _, metrics = trainer.step(start, live)
+    single = summarize(metrics)
+    assert single["gate_mean"] is None and single["step"] == 1
+    _, rows = train(trainer, 2, state=start, live=live)
+    assert rows[0] == single and rows[1]["gate_mean"] is None
+
+
 def test_run_stops_at_the_loss_target():
     trainer, live = trainer_for(SINE), live_controls(SINE)
     _, reference = train(trainer, 60, state=trainer.init(0), live=live)

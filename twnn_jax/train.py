@@ -361,15 +361,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     return Trainer(cfg, task, model, init, jax.jit(step), run_steps, jax.jit(evaluate), generate, contraction)
 
 
-def _row(values: dict) -> dict:
-    """Plain Python numbers (what json writes) from one step's summary values."""
-    return {k: values[k].item() if hasattr(values[k], "item") else values[k] if k in values else None
-            for k in SUMMARY_KEYS}
-
-
 def summarize(metrics: dict) -> dict:
     """Per-step scalars (plain Python numbers, SUMMARY_KEYS) from a step's metrics: what metrics.jsonl holds."""
-    return _row(jax.device_get({k: metrics[k] for k in SUMMARY_KEYS if k in metrics}))
+    values = jax.device_get({k: metrics[k] for k in SUMMARY_KEYS if k in metrics})
+    return {k: values[k].item() if k in values else None for k in SUMMARY_KEYS}
 
 
 def summarize_run(out: dict) -> list[dict]:
