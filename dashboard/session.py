@@ -35,7 +35,6 @@ from twnn_jax.train import (
     build_trainer,
     live_controls,
     run_calls,
-    summarize_run,
 )
 
 TASKS = ("sine", "digits", "adding")
@@ -207,41 +206,44 @@ class Runner:
             pass
 
     def step(self, n: int = 1) -> int:
-        """Run `n` steps now in the caller's thread (when paused). Returns the steps taken."""
+        """Run `n` steps now in the caller's thread (when paused). Returns the steps taken: fewer when the
+        loss reaches the auto-pause target, or after an error (the last good state stays)."""
         done = 0
-        while done < n and not self.closed:
-            taken = self._advance(min(STEPS_PER_CALL, n - done))
-            if not taken:
-                break
-            done += taken
+        with self._step_lock:
+            if self.closed:
+                return 0
+            target = int(self.state.step) + n
+            self.compiling = self.trainer.run._cache_size() == 0
+
+            def plan(step: int) -> Call | None:
+                return self._call(min(STEPS_PER_CALL, target - step)) if step < target else None
+
+            try:
+                for state, rows, last, call in run_calls(self.trainer, self.state, plan):
+                    self._commit(state, rows, last, call.tag)
+                    done += len(rows)
+            except Exception as err:  # noqa: BLE001 - reported on the page
+                self.error = f"the training step failed: {err}"
+            finally:
+                self.compiling = False
         return done
 
-    def _advance(self, n: int, stop: threading.Event | None = None) -> int:
-        """One call of the training loop: up to `n` steps (fewer when the loss reaches the auto-pause
-        target). Returns the steps taken, 0 after an error (the last good state stays)."""
-        with self._step_lock:
-            if self.closed or (stop is not None and stop.is_set()):
-                return 0
-            values, live = self._live
-            self.compiling = self.trainer.run._cache_size() == 0
-            below = self.pause_below_loss
-            try:
-                state, out = self.trainer.run(self.state, live, n, -np.inf if below is None else below)
-                rows = summarize_run(out)  # the per-step scalars: one transfer to the host
-                last = jax.device_get({k: out["last"][k] for k in _PER_SAMPLE if k in out["last"]})
-            except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
-                self.error = f"the training step failed: {err}"
-                self.compiling = False
-                return 0
-            self.compiling = False
-            with self._lock:
-                self.state = state
-                self._record(rows, last, values)
-            return len(rows)
+    def _call(self, n: int) -> Call:
+        """The next call of the training loop: `n` steps with the current live values and loss target."""
+        values, live = self._live
+        below = self.pause_below_loss
+        return Call(live, n, -np.inf if below is None else below, tag=values)
+
+    def _commit(self, state, rows: list[dict], last: dict, values: dict) -> None:
+        """Keep a finished call's state and record it (the caller holds the step lock)."""
+        last = jax.device_get({k: last[k] for k in _PER_SAMPLE if k in last})
+        with self._lock:
+            self.state = state
+            self._record(rows, last, values)
 
     def _record(self, rows: list[dict], last: dict, values: dict) -> None:
-        extra = {k: values[k] for k in LIVE_NAMES}
-        extra["time"] = time.time()
+        live = {k: values[k] for k in LIVE_NAMES}
+        extra = {**live, "time": time.time()}
         stride = self._stride
         for s in rows:
             s.update(extra)
@@ -255,7 +257,6 @@ class Runner:
         if len(self._long) > LONG_LEN:
             self._stride *= 2
             self._long = [h for h in self._long if h["step"] % self._stride == 0]
-        live = {k: values[k] for k in LIVE_NAMES}
         self.details.append({
             "step": rows[-1]["step"],
             "fwd_trajectory": np.asarray(last["fwd_trajectory"]) if "fwd_trajectory" in last else None,
@@ -343,11 +344,7 @@ class Runner:
         last_check = 0.0
 
         def plan(step: int) -> Call | None:
-            if stop.is_set() or self.closed:
-                return None
-            values, live = self._live
-            below = self.pause_below_loss
-            return Call(live, self._call_size(step), -np.inf if below is None else below, tag=values)
+            return None if stop.is_set() or self.closed else self._call(self._call_size(step))
 
         try:
             with self._step_lock:  # waits for the warm-up's compilation, if one is running
@@ -366,7 +363,6 @@ class Runner:
                         break
                 try:
                     state, rows, last, call = next(calls)
-                    last = jax.device_get({k: last[k] for k in _PER_SAMPLE if k in last})
                 except StopIteration:
                     break
                 except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
@@ -378,9 +374,7 @@ class Runner:
                 with self._step_lock:  # a reset (which pauses first) never sees a half-recorded call
                     if stop.is_set() or self.closed:
                         break
-                    with self._lock:
-                        self.state = state
-                        self._record(rows, last, call.tag)
+                    self._commit(state, rows, last, call.tag)
                 if self._check_auto_pause():
                     break
         finally:
