@@ -119,6 +119,12 @@ class Runner:
         self._step_lock = threading.RLock()  # every call of the jitted step, and resets
         self._lock = threading.RLock()  # state and histories; held only briefly (never during a step)
         self._aux_lock = threading.Lock()  # evaluate / generate / contraction and their cache
+        # Held while the page's own computations (evaluate, generate, contraction) run; the worker waits for
+        # it before each further training call. Without it they can wait seconds: XLA runs the next training
+        # call as soon as the previous one finishes, on the same pool thread, so with the pool on one core
+        # (dashboard/cpu_threads.py) and calls always queued, a computation from another thread waits until
+        # that chain happens to break.
+        self._page_first = threading.Lock()
         self._aux_cache: dict = {}
         self._contraction_last: tuple | None = None  # (live values, time, estimate)
         self._stop = threading.Event()  # the current worker's stop signal (a new one per worker)
@@ -344,6 +350,8 @@ class Runner:
         last_check = 0.0
 
         def plan(step: int) -> Call | None:
+            with self._page_first:  # a computation of the page's goes ahead of the next call
+                pass
             return None if stop.is_set() or self.closed else self._call(self._call_size(step))
 
         try:
@@ -428,7 +436,8 @@ class Runner:
         with self._aux_lock:
             if key in self._aux_cache:
                 return self._aux_cache[key]
-            out = jax.device_get(fn(params, live_controls(self.config, **values)))
+            with self._page_first:
+                out = jax.device_get(fn(params, live_controls(self.config, **values)))
             if len(self._aux_cache) > 32:
                 self._aux_cache.clear()
             self._aux_cache[key] = out

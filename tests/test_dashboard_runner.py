@@ -100,3 +100,25 @@ def test_jax_starts_with_its_threads_on_one_core_and_the_caller_keeps_all():
     first, second, restored, pinned = out.stdout.split()
     assert (first, second, restored) == ("True", "False", "True")
     assert int(pinned) >= 1  # the backend's threads, created while the caller was pinned
+
+
+def test_the_pages_computations_are_not_starved_by_training():
+    """With XLA's pool on one core, the next training call runs as soon as the previous one ends, on the
+    same pool thread: an evaluation from the page's thread once waited seconds (or for good) behind
+    them. The worker now lets the page's computations go first."""
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from dashboard.cpu_threads import start_jax_on_one_core; start_jax_on_one_core();"
+        "from dashboard import session;"
+        "r = session.Runner(session.make_config('sine'), warm_up=False);"
+        "r.step(2); r.evaluate(); r.generate(); r.contraction();"  # compiled before training starts
+        "assert r.play(); worst = 0.0; start = r.step_count;"
+        "exec('for _ in range(8):\\n time.sleep(0.3); t = time.perf_counter(); r.generate(); r.evaluate();"
+        " r.contraction(max_age_s=0); worst = max(worst, time.perf_counter() - t)');"
+        "steps = r.step_count - start; r.close(); print(worst, steps)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    worst, steps = out.stdout.split()
+    assert int(steps) > 100  # training went on meanwhile
+    assert float(worst) < 1.0, f"the page's evaluate/generate/contraction waited {float(worst):.1f} s behind training"
