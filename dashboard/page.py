@@ -40,6 +40,8 @@ def _session_runner(model: dict, live: dict) -> Runner:
             runner.set_live(live)
         except ValueError as err:  # widgets stay in range; this guards the library's checks
             st.error(f"Live control rejected: {err}")
+        else:
+            runner.wait_applied()  # while training: draw this run with steps that used the new values
     return runner
 
 

@@ -125,6 +125,8 @@ class Runner:
         # (dashboard/cpu_threads.py) and calls always queued, a computation from another thread waits until
         # that chain happens to break.
         self._page_first = threading.Lock()
+        self._applied = threading.Condition()  # notified after each recorded call
+        self._applied_values: dict | None = None  # the live values of the latest recorded call
         self._aux_cache: dict = {}
         self._contraction_last: tuple | None = None  # (live values, time, estimate)
         self._stop = threading.Event()  # the current worker's stop signal (a new one per worker)
@@ -184,6 +186,14 @@ class Runner:
         merged = {**(self._live[0] if hasattr(self, "_live") else {}), **values}
         live = live_controls(self.config, **merged)  # raises ValueError naming the bad setting
         self._live = (merged, live)  # one attribute: the worker reads values and arrays as a pair
+
+    def wait_applied(self, timeout: float = 0.5) -> bool:
+        """While playing, wait (at most `timeout` s) until a call with the current live values is recorded,
+        so that a page drawn right after a control change already shows its effect. True when it is."""
+        with self._applied:
+            return self._applied.wait_for(
+                lambda: self._applied_values is self._live[0] or not self.playing or self.closed, timeout
+            ) and self._applied_values is self._live[0]
 
     def set_auto_pause(self, at_step: int | None, below_loss: float | None) -> None:
         self.pause_at_step = at_step if at_step else None
@@ -246,6 +256,9 @@ class Runner:
         with self._lock:
             self.state = state
             self._record(rows, last, values)
+        with self._applied:
+            self._applied_values = values
+            self._applied.notify_all()
 
     def _record(self, rows: list[dict], last: dict, values: dict) -> None:
         live = {k: values[k] for k in LIVE_NAMES}

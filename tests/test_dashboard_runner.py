@@ -122,3 +122,18 @@ def test_the_pages_computations_are_not_starved_by_training():
     worst, steps = out.stdout.split()
     assert int(steps) > 100  # training went on meanwhile
     assert float(worst) < 1.0, f"the page's evaluate/generate/contraction waited {float(worst):.1f} s behind training"
+
+
+def test_wait_applied_returns_once_a_step_with_the_new_values_is_recorded(runner):
+    assert not runner.wait_applied(0.0)  # paused: nothing to wait for, at once
+    assert runner.play()
+    try:
+        deadline = time.time() + 120
+        while runner.step_count < 10 and time.time() < deadline:  # compiled and training
+            time.sleep(0.05)
+        runner.set_live({"tol": 3e-4, "gate": -1.0})
+        assert runner.wait_applied(30.0)
+        last = runner.snapshot()["history"][-1]
+        assert (last["tol"], last["gate"]) == (3e-4, -1.0)
+    finally:
+        runner.pause(wait=10)
