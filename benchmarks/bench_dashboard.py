@@ -9,16 +9,19 @@ Measured (default task sine, the dashboard's sizes: hidden 32, batch 32, traject
    serialised on the main thread at the page's redraw rate (what a Streamlit script run does).
 3. browser (real): `streamlit run dashboard/app.py` in a subprocess, driven by Playwright with the
    system Chromium. Play, then count steps from the page's "Step" readout over a window (the page
-   itself notes each change): steps per second while the page redraws live, for each "Charts every"
-   setting, the default first. Then, while training, move the tolerance and gate sliders with
-   the keyboard and time (a) key press -> the convergence chart shows the new setting (its tolerance
-   line / gate in the chart's meta), (b) key press -> the chart's newest step ran with the new setting.
+   itself notes each change): steps per second while the page redraws live, for the "Charts every"
+   settings 2, 5 and 10 s and with the charts frozen. Each window is paired with a headless window of the
+   same length right after it (the dashboard paused), and the ratio of each pair is reported: this
+   machine's speed drifts by 10-15 % over minutes, the ratio within a pair less. Then, while training,
+   move the tolerance and gate sliders with the keyboard and time (a) key press -> the convergence
+   chart shows the new setting (its tolerance line / gate in the chart's meta), (b) key press -> the
+   chart's newest step ran with the new setting.
    Times are measured in the browser (performance.now() polling every 20 ms).
 4. compilations: a scripted session that changes every live control (several values each), steps,
    evaluates, generates, estimates the contraction and sweeps; counts jit cache entries of the
    trainer's functions (`_cache_size()`) and JAX's own "Compiling" log lines after warm-up.
 
-Usage:  python benchmarks/bench_dashboard.py [--seconds 10] [--no-browser] [--out results.json]
+Usage:  python benchmarks/bench_dashboard.py [--seconds 5] [--pairs 3] [--no-browser | --browser-only] [--out F]
 Prints one JSON document on stdout (progress on stderr).
 """
 
@@ -238,7 +241,7 @@ def _step(page) -> int:
     return int(value) if value not in (None, "–") else 0
 
 
-def browser_measurements(seconds: float) -> dict:
+def browser_measurements(config, seconds: float, pairs_n: int = 3) -> dict:
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -264,28 +267,45 @@ def browser_measurements(seconds: float) -> dict:
             # its Step readout (no polling from here, which would cost CPU too)
             from dashboard.page import REDRAW_CHOICES, REDRAW_DEFAULT
 
-            rates = {}
-            for every in (REDRAW_DEFAULT, *[c for c in REDRAW_CHOICES if c != REDRAW_DEFAULT]):
-                if every != REDRAW_DEFAULT:
-                    page.locator(".st-key-redraw input[role=combobox]").click()
-                    page.get_by_role("option", name=f"{every} s", exact=True).click()
-                time.sleep(3.0 + every)
-                page.evaluate(JS_RECORD_STEPS)
-                time.sleep(max(3 * seconds, 2.5 * every))
-                changes = page.evaluate("() => window.__twnnSteps")
-                (ta, sa), (tb, sb) = changes[0], changes[-1]
-                rates[f"{every}s"] = {"steps_per_s": (sb - sa) / ((tb - ta) / 1000), "readout_updates": len(changes)}
-            # the same with the charts frozen (the readout still updates)
-            page.locator(".st-key-freeze label").click()
-            time.sleep(3.0)
-            page.evaluate(JS_RECORD_STEPS)
-            time.sleep(3 * seconds)
-            changes = page.evaluate("() => window.__twnnSteps")
-            (ta, sa), (tb, sb) = changes[0], changes[-1]
-            rates["frozen"] = {"steps_per_s": (sb - sa) / ((tb - ta) / 1000), "readout_updates": len(changes)}
-            page.locator(".st-key-freeze label").click()
-            out["dashboard_steps_per_s_by_chart_interval"] = rates
-            out["dashboard_steps_per_s"] = rates[f"{REDRAW_DEFAULT}s"]["steps_per_s"]
+            # Paired rounds, for each chart interval and with the charts frozen: the dashboard trains for a
+            # window, then is paused (server and page idle) while this process trains the same run headless
+            # for a window of the same length. This machine's speed drifts by 10-15 % over minutes; the ratio
+            # within a pair drifts less. Rounds interleave the settings; medians are reported.
+            modes = [f"{c}s" for c in (REDRAW_DEFAULT, *[c for c in REDRAW_CHOICES if c not in (1, REDRAW_DEFAULT)])]
+            modes.append("frozen")
+            pairs: dict[str, list] = {m: [] for m in modes}
+            for r in range(pairs_n):
+                for mode in modes:
+                    log(f"  round {r + 1}/{pairs_n}, charts {mode}: dashboard, then headless with the dashboard paused")
+                    if mode == "frozen":
+                        page.locator(".st-key-freeze label").click()
+                    else:
+                        page.locator(".st-key-redraw input[role=combobox]").click()
+                        page.get_by_role("option", name=f"{mode[:-1]} s", exact=True).click()
+                    time.sleep(2.5)
+                    page.evaluate(JS_RECORD_STEPS)
+                    time.sleep(2 * seconds)
+                    changes = page.evaluate("() => window.__twnnSteps")
+                    (ta, sa), (tb, sb) = changes[0], changes[-1]
+                    dash = (sb - sa) / ((tb - ta) / 1000)
+                    page.locator(".st-key-play button:visible").click()
+                    page.wait_for_selector(".st-key-play button:visible:has-text('Play')", timeout=60_000)
+                    time.sleep(0.5)
+                    head = headless_rate(config, 2 * seconds)
+                    pairs[mode].append({"dashboard_steps_per_s": dash, "headless_steps_per_s": head,
+                                        "ratio": dash / head})
+                    if mode == "frozen":
+                        page.locator(".st-key-freeze label").click()
+                    page.locator(".st-key-play button:visible").click()
+                    page.wait_for_selector(".st-key-play button:visible:has-text('Pause')", timeout=60_000)
+            out["dashboard_by_chart_interval"] = {
+                mode: {"steps_per_s": statistics.median(p["dashboard_steps_per_s"] for p in rounds),
+                       "headless_steps_per_s": statistics.median(p["headless_steps_per_s"] for p in rounds),
+                       "vs_headless": statistics.median(p["ratio"] for p in rounds), "pairs": rounds}
+                for mode, rounds in pairs.items()}
+            default = out["dashboard_by_chart_interval"][f"{REDRAW_DEFAULT}s"]
+            out["dashboard_steps_per_s"] = default["steps_per_s"]
+            out["dashboard_vs_headless"] = default["vs_headless"]
             out["chart_interval_default_s"] = REDRAW_DEFAULT
             out["load_average_during"] = os.getloadavg()
             page.locator(".st-key-redraw input[role=combobox]").click()
@@ -350,6 +370,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=5.0, help="measurement window per rate")
     ap.add_argument("--no-browser", action="store_true", help="skip the real-browser part")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved in-process rounds (medians reported)")
+    ap.add_argument("--pairs", type=int, default=3, help="paired dashboard/headless rounds in the browser part")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--browser-only", action="store_true", help="only the real-browser part")
     ap.add_argument("--headless-only", action="store_true", help=argparse.SUPPRESS)
@@ -364,11 +385,8 @@ def main(argv=None):
            "config": {k: v for k, v in config.to_dict().items()
                       if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
     if args.browser_only:
-        doc["browser"] = browser_measurements(args.seconds)
-        doc["headless_after_browser_steps_per_s"] = reference = headless_rate(config, args.seconds)
-        by_interval = doc["browser"]["dashboard_steps_per_s_by_chart_interval"]
-        doc["dashboard_vs_headless_by_chart_interval"] = {
-            k: v["steps_per_s"] / reference for k, v in by_interval.items()}
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs)
+        doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]
         print(json.dumps(doc, indent=2, default=float))
         if args.out:
             Path(args.out).write_text(json.dumps(doc, indent=2, default=float) + "\n")
@@ -398,15 +416,8 @@ def main(argv=None):
     stop_all()
     if not args.no_browser and Path(CHROMIUM).exists():
         log("browser ...")
-        doc["browser"] = browser_measurements(args.seconds)
-        log("headless again, right after the browser part ...")
-        doc["headless_after_browser_steps_per_s"] = headless_rate(config, args.seconds)
-        # against the faster headless setting, and the better of the two headless runs of this process
-        reference = max(best_headless, doc["headless_after_browser_steps_per_s"])
-        doc["dashboard_vs_headless"] = doc["browser"]["dashboard_steps_per_s"] / reference
-        by_interval = doc["browser"]["dashboard_steps_per_s_by_chart_interval"]
-        doc["dashboard_vs_headless_by_chart_interval"] = {
-            k: v["steps_per_s"] / reference for k, v in by_interval.items()}
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs)
+        doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]  # paired rounds, default interval
     doc["runner_vs_headless"] = doc["runner_steps_per_s"] / best_headless
     doc["runner_with_render_vs_headless"] = doc["runner_with_render"]["steps_per_s"] / best_headless
     text = json.dumps(doc, indent=2, default=float)
