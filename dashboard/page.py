@@ -139,4 +139,5 @@ def main() -> None:
     st.fragment(panels.render_sweep)(runner)
     st.divider()
     panels.render_export(runner)
-    panels.render_help(runner, render_s=st.session_state.get("_render_s"), chart_tick=chart_tick)
+    panels.render_help(runner, render_s=st.session_state.get("_render_s"), chart_tick=chart_tick,
+                       readout_s=READOUT_MAX_S)

@@ -351,7 +351,8 @@ def render_export(runner: Runner) -> None:
                "controls.")
 
 
-def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: float | None = None) -> None:
+def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: float | None = None,
+                readout_s: float | None = None) -> None:
     with st.expander("How to use this dashboard"):
         st.markdown(
             "- **Play / Pause** (`P`), **Step** (`S`), **Reset** (`X`): keyboard shortcuts work anywhere on the page "
@@ -379,7 +380,8 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             + ", ".join(f"`{k}` {v}" for k, v in counts.items() if v is not None) + ".\n"
             f"- Sessions training on this server now: {playing_count()} (limit {MAX_TRAINERS}).\n"
             + (f"- Drawing the charts takes {1000 * render_s:.0f} ms on the server; while training they are redrawn "
-               f"every {chart_tick:.1f} s (never more than 8% of the time), the readout at least every 2 s.\n"
+               f"every {chart_tick:.1f} s (never more than 8% of the time)"
+               + (f", the readout at least every {readout_s:g} s" if readout_s else "") + ".\n"
                if render_s and chart_tick else "")
         )
         st.caption("digits: the trajectory shown is the first fixed-point block's; adding: the last time step's. "
