@@ -9,6 +9,9 @@ the browser session it belongs to has ended. It trains as the headless `train()`
 computation goes on while the page's threads hold the GIL. Each call is sized to take about
 `CALL_SECONDS`, so that live controls and Pause act within a few tens of milliseconds.
 `Runner.step()` runs steps in the caller's thread.
+All runners of the server process share one XLA compute thread (the pool is started on one core), so they
+take turns: a page's own computations go ahead of the next training call (`_page_first`), and while several
+runners play each keeps one full call in flight, so that every run gets its share.
 Every call of the trainer goes through one lock per runner, so a step never races a reset. At most
 `MAX_TRAINERS` runners (over all sessions of this server process) play at the same time.
 """
@@ -55,6 +58,12 @@ _PER_SAMPLE = ("fwd_trajectory", "bwd_trajectory", "fwd_iters", "bwd_iters", "fw
 _playing: set[int] = set()
 _playing_lock = threading.Lock()
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+# Held while a page's own computations (evaluate, generate, contraction) run; every worker waits for it
+# before each further training call. Without it they waited seconds: XLA runs the next queued training
+# call as soon as the previous one ends, on the same pool thread, so with the pool on one core
+# (dashboard/cpu_threads.py) a computation from another thread waits until that chain happens to break.
+# For the same reason, while several runners play, each keeps only one call in flight (`_in_flight`).
+_page_first = threading.Lock()
 
 
 def make_config(task: str = "sine", solver: str = "plain", grad_mode: str = "implicit", seed: int = 0,
@@ -90,6 +99,11 @@ def playing_count() -> int:
         return len(_playing)
 
 
+def _in_flight() -> int:
+    """Calls a playing runner keeps queued: two alone, one while other runners play (so they take turns)."""
+    return 1 if playing_count() > 1 else 2
+
+
 def stop_all() -> None:
     """Stop every runner's worker thread in this process (tests call it at teardown)."""
     for runner in list(_runners):
@@ -119,12 +133,6 @@ class Runner:
         self._step_lock = threading.RLock()  # every call of the jitted step, and resets
         self._lock = threading.RLock()  # state and histories; held only briefly (never during a step)
         self._aux_lock = threading.Lock()  # evaluate / generate / contraction and their cache
-        # Held while the page's own computations (evaluate, generate, contraction) run; the worker waits for
-        # it before each further training call. Without it they can wait seconds: XLA runs the next training
-        # call as soon as the previous one finishes, on the same pool thread, so with the pool on one core
-        # (dashboard/cpu_threads.py) and calls always queued, a computation from another thread waits until
-        # that chain happens to break.
-        self._page_first = threading.Lock()
         self._applied = threading.Condition()  # notified after each recorded call
         self._applied_values: dict | None = None  # the live values of the latest recorded call
         self._aux_cache: dict = {}
@@ -352,8 +360,10 @@ class Runner:
 
     def _call_size(self, step: int) -> int:
         """Steps for the next call while playing: about CALL_SECONDS of training, and never past the
-        auto-pause step."""
-        rate = self.steps_per_second()
+        auto-pause step. While other runners play, full calls: runners take turns call by call, and a
+        runner's own speed then no longer measures the device's (sized by it, a runner that fell behind made
+        ever smaller calls and got ever fewer steps per turn)."""
+        rate = None if playing_count() > 1 else self.steps_per_second()
         n = STEPS_PER_CALL if rate is None else int(min(STEPS_PER_CALL, max(1, rate * CALL_SECONDS)))
         if self.pause_at_step is not None and self.pause_at_step > step:
             n = min(n, self.pause_at_step - step)  # land exactly on the target step
@@ -363,7 +373,7 @@ class Runner:
         last_check = 0.0
 
         def plan(step: int) -> Call | None:
-            with self._page_first:  # a computation of the page's goes ahead of the next call
+            with _page_first:  # a computation of the page's goes ahead of the next call
                 pass
             return None if stop.is_set() or self.closed else self._call(self._call_size(step))
 
@@ -371,7 +381,7 @@ class Runner:
             with self._step_lock:  # waits for the warm-up's compilation, if one is running
                 start = self.state
                 self.compiling = self.trainer.run._cache_size() == 0
-            calls = run_calls(self.trainer, start, plan)
+            calls = run_calls(self.trainer, start, plan, in_flight=_in_flight)
             while not stop.is_set():
                 now = time.monotonic()
                 if now - last_check > 2.0:
@@ -449,7 +459,7 @@ class Runner:
         with self._aux_lock:
             if key in self._aux_cache:
                 return self._aux_cache[key]
-            with self._page_first:
+            with _page_first:
                 out = jax.device_get(fn(params, live_controls(self.config, **values)))
             if len(self._aux_cache) > 32:
                 self._aux_cache.clear()

@@ -386,7 +386,8 @@ class Call(NamedTuple):
     tag: object = None
 
 
-def run_calls(trainer: Trainer, state: TrainState, plan: Callable[[int], Call | None]):
+def run_calls(trainer: Trainer, state: TrainState, plan: Callable[[int], Call | None],
+              in_flight: int | Callable[[], int] = 2):
     """Train call after call, two in flight: yields (state, rows, last, call) for each finished call, in order.
 
     `plan(step)` is asked for the next call before the previous one's results are read; `step` is the step
@@ -395,10 +396,17 @@ def run_calls(trainer: Trainer, state: TrainState, plan: Callable[[int], Call | 
     After a call that stopped early (its loss reached `stop_below`) the generator ends: the call dispatched
     after it started from a state that was never reached and is dropped. The caller may stop iterating
     at any time; the state it last received is consistent.
+
+    `in_flight` (or a function giving it before each call): 2, the next call is queued while the previous
+    one runs; 1, each call waits until the previous one finished. Several loops sharing one CPU device
+    need 1: XLA starts a queued call as soon as the one it depends on ends, on the same thread, so a loop
+    that always has a call queued keeps that thread and the other loops wait.
     """
     step = int(state.step)
     pending = None
     while True:
+        if pending is not None and (in_flight() if callable(in_flight) else in_flight) < 2:
+            jax.block_until_ready(pending[1]["count"])
         call = plan(step)
         dispatched = None
         if call is not None and call.n > 0:
