@@ -388,7 +388,7 @@ class Call(NamedTuple):
 
 def run_calls(trainer: Trainer, state: TrainState, plan: Callable[[int], Call | None],
               in_flight: int | Callable[[], int] = 2):
-    """Train call after call, two in flight: yields (state, rows, last, call) for each finished call, in order.
+    """Train call after call (two in flight by default): yields (state, rows, last, call) per finished call, in order.
 
     `plan(step)` is asked for the next call before the previous one's results are read; `step` is the step
     count the state will have when that call starts (None from plan: no further call). `rows` are the
