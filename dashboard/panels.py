@@ -366,7 +366,7 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             "survives ordinary redraws.\n"
             "- **Charts every** sets how often the charts redraw while training: each redraw costs the server and "
             "the browser CPU that training could use (on a 2-core machine, training in the page ran at 0.70–0.87x its "
-            "headless speed with 2 s charts, 0.80–0.91x with 10 s charts). When drawing takes more than 8% of the "
+            "headless speed with 2 s charts, 0.66–0.91x with 10 s charts). When drawing takes more than 8% of the "
             "time, the interval stretches.\n"
             "- **Share**: the URL holds every control (`?task=sine&tol=0.001&gate=-2.0…`); opening it reproduces "
             "the view. A value out of range is reported and replaced by the default.")
