@@ -17,6 +17,7 @@ import streamlit as st
 
 from twnn_jax import figures
 
+from . import live_chart
 from .controls import CONTROLS
 from .session import MAX_TRAINERS, Runner, compile_counts, playing_count
 
@@ -213,7 +214,7 @@ CHART_KEYS = {"fwd": "chart_fwd", "bwd": "chart_bwd", "iters": "chart_iters", "h
 
 
 def _chart(figs: dict, name: str) -> None:
-    st.plotly_chart(figs[name], key=CHART_KEYS[name], config={"displaylogo": False})
+    live_chart.show(figs[name], key=CHART_KEYS[name])
     st.caption(EXPLAIN[name])
 
 
@@ -300,7 +301,7 @@ def render_sweep(runner: Runner) -> None:
                                    control=result["control"], error_name=f"eval loss ({task.name})",
                                    converged_frac=rows["converged_frac"], current=result["current"],
                                    log_x=result["control"] in ("tol", "max_iter"))
-        st.plotly_chart(fig, key="chart_sweep", config={"displaylogo": False})
+        live_chart.show(fig, key="chart_sweep")
         st.caption(f"Network as of step {result['step']}, evaluation set of {task.name}. Red crosses: some samples "
                    "hit max_iter unconverged. A looser tol or a lower max_iter stops earlier — at what cost in error?")
 

@@ -185,7 +185,7 @@ def test_dashboard_help_and_dry_run(capsys):
     code = cli.main(["dashboard", "--dry-run", "--server.port", "8502", "--server.headless=true"])
     out, err = capsys.readouterr()
     assert out.split()[1:4] == ["-m", "streamlit", "run"]
-    assert out.strip().endswith("--runner.postScriptGC=false --server.port 8502 --server.headless=true")
+    assert out.strip().endswith("--server.enableStaticServing=true --server.port 8502 --server.headless=true")
     assert "--server.address=127.0.0.1" in out and str(Path("dashboard") / "app.py") in out
     app = Path(cli.__file__).resolve().parent.parent / "dashboard" / "app.py"
     assert code == (0 if app.is_file() else 1)

@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboard import controls, panels, session  # noqa: E402
+from dashboard import controls, live_chart, panels, session  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 120
@@ -65,11 +65,17 @@ def _decode(value):
     return value
 
 
+def chart_specs(at: AppTest) -> list[dict]:
+    """Every Plotly figure on the page: the live charts (an in-place component) and any st.plotly_chart."""
+    specs = [json.loads(json.loads(el.proto.json)["figure"]) for el in at.get("bidi_component")
+             if el.proto.component_name.endswith("twnn_live_chart")]
+    return specs + [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
 def charts(at: AppTest) -> dict:
     """Plotly specs on the page by figure kind (layout.meta.kind), plus the backward solve as 'convergence_bwd'."""
     out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
+    for spec in chart_specs(at):
         kind = spec["layout"].get("meta", {}).get("kind")
         title = spec["layout"]["title"]["text"]
         if kind == "convergence" and title.startswith("Backward"):
@@ -178,6 +184,12 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
     assert runner_of(at).step_count == 2
     specs = charts(at)
     assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(specs)
+    # drawn by the component that updates them in place (one element per key), with the small template
+    live = [el for el in at.get("bidi_component") if el.proto.component_name.endswith("twnn_live_chart")]
+    assert sorted(el.proto.id.rsplit("-", 1)[-1] for el in live) == sorted(
+        ["chart_fwd", "chart_bwd", "chart_iters", "chart_hist", "chart_loss", "chart_sine", "chart_gates"])
+    assert not at.get("plotly_chart")
+    assert all(spec["layout"]["template"] == live_chart.TEMPLATE for spec in specs.values())
     for kind, tol in (("convergence", 1e-3), ("convergence_bwd", 1e-4)):
         spec = specs[kind]
         assert spec["layout"]["yaxis"]["type"] == "log"
@@ -196,6 +208,24 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
     assert list(map(float, _decode(tol_trace(charts(at)["convergence"])["y"]))) == [1e-6, 1e-6]
     click_step(at)
     assert session.compile_counts(runner_of(at).trainer)["run"] == 1
+
+
+def test_plotly_js_is_served_beside_the_app_and_charts_fall_back_without_static_serving(monkeypatch):
+    at = new_app()
+    assert live_chart.in_place_available()  # .streamlit/config.toml turns static serving on
+    served = live_chart.STATIC_DIR / "plotly.min.js"
+    assert served.read_bytes() == live_chart.PLOTLY_JS.read_bytes()
+    # without static serving the browser could not load plotly.js: the page uses st.plotly_chart instead
+    live_chart.in_place_available.cache_clear()
+    monkeypatch.setattr(live_chart.st, "get_option", lambda name: False)
+    try:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert not [el for el in at.get("bidi_component") if el.proto.component_name.endswith("twnn_live_chart")]
+        assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(
+            charts(at))
+    finally:
+        live_chart.in_place_available.cache_clear()
 
 
 def test_live_controls_never_recompile():

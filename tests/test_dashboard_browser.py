@@ -97,6 +97,11 @@ JS_CHART = """(key) => { const gd = document.querySelector('.st-key-' + key + ' 
                                           y: t.y ? Array.from(t.y) : []}))}; }"""
 
 
+JS_TAG = """(key) => { document.querySelector('.st-key-' + key + ' .js-plotly-plot').__testTag = 'same element'; }"""
+JS_TAG_AND_RANGE = """(key) => { const gd = document.querySelector('.st-key-' + key + ' .js-plotly-plot');
+  return {tag: gd.__testTag || null, range: Array.from(gd._fullLayout.xaxis.range)}; }"""
+
+
 def metric(page, label: str) -> str:
     return page.evaluate(JS_METRIC, label)
 
@@ -170,6 +175,20 @@ def test_live_training_controls_and_screenshots(app_url, page):
     first = wait_for(lambda: meta(page).get("last_step"), 30, "a drawn step")
     wait_for(lambda: (meta(page).get("last_step") or 0) > first, 30, "the chart to redraw by itself")
     wait_for(lambda: step_count(page) > first, 30, "the step readout to move on")
+    # the charts update in place (Plotly.react on the same element): a zoom (mouse drag) survives live redraws
+    page.evaluate(JS_TAG, "chart_fwd")
+    full = page.evaluate(JS_TAG_AND_RANGE, "chart_fwd")["range"]
+    box = page.locator(".st-key-chart_fwd .nsewdrag").bounding_box()
+    page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.3 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.6 * box["height"], steps=8)
+    page.mouse.up()
+    zoomed = wait_for(lambda: page.evaluate(JS_TAG_AND_RANGE, "chart_fwd"), 10, "the zoom")
+    assert zoomed["tag"] == "same element" and full[0] < zoomed["range"][0] < zoomed["range"][1] < full[1]
+    zoomed_at = meta(page)["last_step"]
+    wait_for(lambda: meta(page)["last_step"] > zoomed_at, 30, "a live redraw after the zoom")
+    assert page.evaluate(JS_TAG_AND_RANGE, "chart_fwd") == zoomed
+    page.locator(".st-key-chart_fwd .nsewdrag").dblclick()  # back to the full view
     names = [t["name"] for t in wait_for(lambda: chart(page, "chart_fwd"), 30, "the chart")["traces"]]
     assert names[-1] == "tol = 1e-03" and any(n.endswith("(latest)") for n in names)
     loss = wait_for(lambda: chart(page, "chart_loss"), 30, "the loss chart")

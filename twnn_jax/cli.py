@@ -450,7 +450,8 @@ def dashboard_command(extra: list[str]) -> list[str]:
     """The `streamlit run` command line for the dashboard, with `extra` arguments passed on unchanged."""
     app = _repo_root() / "dashboard" / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address=127.0.0.1",
-            "--client.toolbarMode=viewer", "--browser.gatherUsageStats=false", "--runner.postScriptGC=false", *extra]
+            "--client.toolbarMode=viewer", "--browser.gatherUsageStats=false", "--runner.postScriptGC=false",
+            "--server.enableStaticServing=true", *extra]
 
 
 def _run_or_print(name: str, command: list[str], script: Path, dry_run: bool) -> int:
