@@ -112,7 +112,15 @@ def step_count(page) -> int:
 
 
 def chart(page, key: str) -> dict | None:
+    """The chart's data as drawn; scrolled into view first (charts out of view are not redrawn)."""
+    page.locator(f".st-key-{key}").scroll_into_view_if_needed()
     return page.evaluate(JS_CHART, key)
+
+
+def draws(page, key: str) -> int:
+    """How many times the chart has been drawn (Plotly.react calls that finished)."""
+    return page.evaluate("(key) => document.querySelector('.st-key-' + key + ' .js-plotly-plot').__twnnDraws || 0",
+                         key)
 
 
 def href(page) -> str:
@@ -175,6 +183,14 @@ def test_live_training_controls_and_screenshots(app_url, page):
     first = wait_for(lambda: meta(page).get("last_step"), 30, "a drawn step")
     wait_for(lambda: (meta(page).get("last_step") or 0) > first, 30, "the chart to redraw by itself")
     wait_for(lambda: step_count(page) > first, 30, "the step readout to move on")
+    # a chart out of view is not redrawn; scrolled into view, it draws the newest figure at once
+    page.locator(".st-key-chart_fwd").scroll_into_view_if_needed()
+    gates_draws, fwd_draws = draws(page, "chart_gates"), draws(page, "chart_fwd")
+    wait_for(lambda: draws(page, "chart_fwd") >= fwd_draws + 2, 30, "two redraws of the chart in view")
+    assert draws(page, "chart_gates") == gates_draws
+    page.locator(".st-key-chart_gates").scroll_into_view_if_needed()
+    wait_for(lambda: draws(page, "chart_gates") > gates_draws, 10, "the chart scrolled into view to redraw")
+    page.locator(".st-key-chart_fwd").scroll_into_view_if_needed()
     # the charts update in place (Plotly.react on the same element): a zoom (mouse drag) survives live redraws
     page.evaluate(JS_TAG, "chart_fwd")
     full = page.evaluate(JS_TAG_AND_RANGE, "chart_fwd")["range"]

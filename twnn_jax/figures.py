@@ -298,7 +298,9 @@ def convergence_figure(
             hovertemplate="step %{customdata}, iteration %{x}<br>residual %{y:.2e}<extra></extra>",
         ))
     x_end = max(longest, 2)
-    fig.add_trace(go.Scatter(x=[1, x_end], y=[tol, tol], mode="lines", name=f"{tol_label} = {tol:.0e}",
+    # the tolerance line spans the x range (half an iteration each side): no fixed axis range, so a
+    # user's zoom survives redraws (Plotly's uirevision keeps it only while the figure leaves the range unset)
+    fig.add_trace(go.Scatter(x=[0.5, x_end + 0.5], y=[tol, tol], mode="lines", name=f"{tol_label} = {tol:.0e}",
                              line=dict(color=TOL_COLOR, dash="dash", width=2), hoverinfo="skip"))
     if n == 0:
         _empty_note(fig, "no steps yet: press Play or Step")
@@ -307,7 +309,7 @@ def convergence_figure(
                            x=1.0, y=0.0, xref="paper", yref="paper", xanchor="right", yanchor="bottom",
                            showarrow=False, font=dict(size=11, color="#666"))
     fig.update_yaxes(type="log", exponentformat="power", dtick=1 if _decades(every + [tol]) >= 2 else None)
-    fig.update_xaxes(range=[0.5, x_end + 0.5], dtick=1 if x_end <= 12 else None)
+    fig.update_xaxes(dtick=1 if x_end <= 12 else None)
     fig = _layout(fig, title, "iteration", "residual ‖zₜ − zₜ₋₁‖",
                   meta={"kind": "convergence", "tol": float(tol), "steps": steps[-n:] if n else [],
                         "last_step": steps[-1] if n else None})
