@@ -16,12 +16,15 @@ Measured (default task sine, the dashboard's sizes: hidden 32, batch 32, traject
    move the tolerance and gate sliders with the keyboard and time (a) key press -> the convergence
    chart shows the new setting (its tolerance line / gate in the chart's meta), (b) key press -> the
    chart's newest step ran with the new setting.
-   Times are measured in the browser (performance.now() polling every 20 ms).
+   Times are measured in the browser (performance.now() polling every 20 ms). The window is 1500x1000
+   (`--viewport`): charts scrolled out of view are not redrawn, so a taller window (1500x3400 shows every
+   live chart) costs the browser more.
 4. compilations: a scripted session that changes every live control (several values each), steps,
    evaluates, generates, estimates the contraction and sweeps; counts jit cache entries of the
    trainer's functions (`_cache_size()`) and JAX's own "Compiling" log lines after warm-up.
 
-Usage:  python benchmarks/bench_dashboard.py [--seconds 5] [--pairs 3] [--no-browser | --browser-only] [--out F]
+Usage:  python benchmarks/bench_dashboard.py [--seconds 5] [--pairs 3] [--no-browser | --browser-only]
+        [--viewport 1500x1000] [--out F]
 Prints one JSON document on stdout (progress on stderr).
 """
 
@@ -241,7 +244,7 @@ def _step(page) -> int:
     return int(value) if value not in (None, "–") else 0
 
 
-def browser_measurements(config, seconds: float, pairs_n: int = 3) -> dict:
+def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tuple[int, int] = (1500, 1000)) -> dict:
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -250,7 +253,8 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3) -> dict:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            out["viewport"] = list(viewport)  # charts out of view are not redrawn: a taller one shows (and costs) more
             t = time.perf_counter()
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector(".st-key-play button:visible", timeout=120_000)
@@ -374,6 +378,8 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=3, help="paired dashboard/headless rounds in the browser part")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--browser-only", action="store_true", help="only the real-browser part")
+    ap.add_argument("--viewport", default="1500x1000",
+                    help="browser window WxH (1500x3400 shows every live chart at once)")
     ap.add_argument("--headless-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     config = make_config(args.task)
@@ -386,7 +392,8 @@ def main(argv=None):
            "config": {k: v for k, v in config.to_dict().items()
                       if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
     if args.browser_only:
-        doc["browser"] = browser_measurements(config, args.seconds, args.pairs)
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs,
+                                              tuple(int(v) for v in args.viewport.split("x")))
         doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]
         print(json.dumps(doc, indent=2, default=float))
         if args.out:
@@ -417,7 +424,8 @@ def main(argv=None):
     stop_all()
     if not args.no_browser and Path(CHROMIUM).exists():
         log("browser ...")
-        doc["browser"] = browser_measurements(config, args.seconds, args.pairs)
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs,
+                                              tuple(int(v) for v in args.viewport.split("x")))
         doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]  # paired rounds, default interval
     doc["runner_vs_headless"] = doc["runner_steps_per_s"] / best_headless
     doc["runner_with_render_vs_headless"] = doc["runner_with_render"]["steps_per_s"] / best_headless

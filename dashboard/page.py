@@ -11,10 +11,10 @@ from . import controls, panels
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
-# Chart redraws cost CPU that training could use, mostly in the browser: Streamlit re-creates a Plotly chart
-# whenever its figure changes (~0.8 s of the browser's main thread per redraw of all charts). On 2 cores,
-# paired with headless runs, training in the page ran at 0.70-0.87x headless with 2 s charts, 0.66-0.91x
-# with 10 s charts, 0.59-0.98x frozen (benchmarks/bench_dashboard.py): the machine's noise is as large.
+# Chart redraws cost CPU that training could use, mostly in the browser (~40 ms of its main thread per
+# chart, updated in place by dashboard/live_chart.py; charts out of view wait). On 2 cores, paired with
+# headless runs, training in the page ran at 0.88-0.96x headless with 2 s charts, 0.82-0.93x with 10 s
+# charts, 0.87-0.90x frozen (benchmarks/bench_dashboard.py, two runs): the machine's noise is as large.
 REDRAW_DEFAULT = 2
 READOUT_MAX_S = 2.0  # the readout ticks at the chart interval or this, whichever is shorter
 RENDER_BUDGET = 0.08  # redraw the charts at most this share of the time: drawing takes the GIL from training

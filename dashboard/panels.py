@@ -366,8 +366,9 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             "- **Freeze view** stops redrawing the charts so you can zoom and hover; training continues. Zoom also "
             "survives ordinary redraws.\n"
             "- **Charts every** sets how often the charts redraw while training: each redraw costs the server and "
-            "the browser CPU that training could use (on a 2-core machine, training in the page ran at 0.70–0.87x its "
-            "headless speed with 2 s charts, 0.66–0.91x with 10 s charts). When drawing takes more than 8% of the "
+            "the browser CPU that training could use (on a 2-core machine, training in the page ran at 0.88–0.96x its "
+            "headless speed with 2 s charts, 0.82–0.93x with 10 s charts). Charts scrolled out of view wait and "
+            "redraw when they come back. When drawing takes more than 8% of the "
             "time, the interval stretches.\n"
             "- **Share**: the URL holds every control (`?task=sine&tol=0.001&gate=-2.0…`); opening it reproduces "
             "the view. A value out of range is reported and replaced by the default.")

@@ -37,9 +37,10 @@ from .tasks import TASKS, Task, adding_task, copy_task, digits_task, sine_task
 from .wormhole import SWEEPS, SolveSettings
 
 # The most steps one call of `Trainer.run` takes. Reading a call's results costs Python time (the GIL)
-# per call: with 512 instead of 128, the dashboard's Python threads used ~0.26 of a core instead of ~0.45
-# while training the sine task, and XLA's compute thread idled 3 % of the time instead of 7 %
-# (frozen charts; 8 % instead of 17 % with charts every 2 s). 512 steps of the small nets take ~15 ms.
+# per call. Measured with the dashboard training sine (benchmarks/bench_dashboard_cpu.py, 6 windows each):
+# with 512 instead of 128 its Python threads used 0.24-0.31 of a core instead of 0.40-0.58, and XLA's
+# compute thread was busy 0.97 of the time instead of 0.93 (charts frozen; 0.81-0.93 instead of 0.78-0.87
+# with charts every 2 s). 512 steps of the small nets take ~15 ms.
 STEPS_PER_CALL = 512
 # The per-step scalars every step computes (in the compiled step): what `summarize` returns and
 # metrics.jsonl holds. gate_mean is absent for models without gates.
