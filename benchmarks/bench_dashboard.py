@@ -10,9 +10,10 @@ Measured (default task sine, the dashboard's sizes: hidden 32, batch 32, traject
 3. browser (real): `streamlit run dashboard/app.py` in a subprocess, driven by Playwright with the
    system Chromium. Play, then count steps from the page's "Step" readout over a window (the page
    itself notes each change): steps per second while the page redraws live, for the "Charts every"
-   settings 2, 5 and 10 s and with the charts frozen. Each window is paired with a headless window of the
-   same length right after it (the dashboard paused), and the ratio of each pair is reported: this
-   machine's speed drifts by 10-15 % over minutes, the ratio within a pair less. Then, while training,
+   settings 2, 5 and 10 s and with the charts frozen. Each window starts from the initial network (Reset,
+   Play) and is paired with a headless run of the very same steps right after it (the dashboard paused),
+   and the ratio of each pair is reported: this machine's speed drifts by 10-15 % over minutes, the ratio
+   within a pair less, and a network that has trained longer may need more iterations a step. Then, while training,
    move the tolerance and gate sliders with the keyboard and time (a) key press -> the convergence
    chart shows the new setting (its tolerance line / gate in the chart's meta), (b) key press -> the
    chart's newest step ran with the new setting.
@@ -59,6 +60,7 @@ from dashboard.session import Runner, compile_counts, get_trainer, make_config, 
 from twnn_jax.train import live_controls, train  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -83,6 +85,18 @@ def headless_rate(config, seconds: float) -> float:
     start = time.perf_counter()
     state, history = train(trainer, max(1000, int(probe * seconds)), state=state, live=live)
     return len(history) / (time.perf_counter() - start)
+
+
+def headless_rate_over(config, start: int, end: int) -> float:
+    """Steps per second of `train()` over steps start..end of a run from the initial network: the same
+    steps, on the same network, as a dashboard window that covered them after a reset (a network that has
+    trained longer may need more iterations a step, so steps/s of different stretches do not compare)."""
+    trainer = get_trainer(config)
+    live = live_controls(config)
+    state, _ = train(trainer, max(start, 1), state=trainer.init(config.seed), live=live)
+    t = time.perf_counter()
+    state, history = train(trainer, end - start, state=state, live=live)
+    return len(history) / (time.perf_counter() - t)
 
 
 def headless_default_threads_rate(config, seconds: float) -> float:
@@ -287,6 +301,12 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
                     else:
                         page.locator(".st-key-redraw input[role=combobox]").click()
                         page.get_by_role("option", name=f"{mode[:-1]} s", exact=True).click()
+                    # from the initial network (Reset pauses; Play again), so that the headless window can
+                    # train the very same steps
+                    page.locator(".st-key-reset button").click()
+                    page.wait_for_selector(".st-key-play button:visible:has-text('Play')", timeout=60_000)
+                    page.locator(".st-key-play button:visible").click()
+                    page.wait_for_selector(".st-key-play button:visible:has-text('Pause')", timeout=60_000)
                     time.sleep(2.5)
                     page.evaluate(JS_RECORD_STEPS)
                     time.sleep(2 * seconds)
@@ -296,13 +316,11 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
                     page.locator(".st-key-play button:visible").click()
                     page.wait_for_selector(".st-key-play button:visible:has-text('Play')", timeout=60_000)
                     time.sleep(0.5)
-                    head = headless_rate(config, 2 * seconds)
+                    head = headless_rate_over(config, sa, sb)
                     pairs[mode].append({"dashboard_steps_per_s": dash, "headless_steps_per_s": head,
-                                        "ratio": dash / head})
+                                        "ratio": dash / head, "steps": [sa, sb]})
                     if mode == "frozen":
                         page.locator(".st-key-freeze label").click()
-                    page.locator(".st-key-play button:visible").click()
-                    page.wait_for_selector(".st-key-play button:visible:has-text('Pause')", timeout=60_000)
             out["dashboard_by_chart_interval"] = {
                 mode: {"steps_per_s": statistics.median(p["dashboard_steps_per_s"] for p in rounds),
                        "headless_steps_per_s": statistics.median(p["headless_steps_per_s"] for p in rounds),
@@ -315,6 +333,9 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
             out["load_average_during"] = os.getloadavg()
             page.locator(".st-key-redraw input[role=combobox]").click()
             page.get_by_role("option", name=f"{REDRAW_DEFAULT} s", exact=True).click()
+            page.wait_for_selector(IDLE, timeout=60_000)
+            page.locator(".st-key-play button:visible").click()
+            page.wait_for_selector(".st-key-play button:visible:has-text('Pause')", timeout=60_000)
             time.sleep(3.0)
             # control -> chart latency while training
             latencies = []

@@ -4,8 +4,9 @@
 data unmounts the chart and plots it anew: ~0.8 s of the browser's main thread per redraw of the seven
 live charts on this machine, CPU that training could use. This component keeps one element per key and
 hands each new figure to `Plotly.react`, which updates only what changed (and, with the figures'
-`layout.uirevision`, keeps the user's zoom). A chart scrolled out of view is not redrawn until it
-comes back into view (then at once, with the newest figure): redrawing costs the browser ~40 ms a chart.
+`layout.uirevision`, keeps the user's zoom). A chart scrolled out of view, or in a background tab, is
+not redrawn until it is seen again (then at once, with the newest figure): redrawing costs the browser
+~40 ms a chart.
 
 plotly.js itself comes from the installed `plotly` package, copied once into `dashboard/static/` and
 served by Streamlit's static file serving (`server.enableStaticServing`, set in `.streamlit/config.toml`
@@ -70,6 +71,19 @@ function themed(fig, parent) {  // text and grid in the page's own text colour (
 }
 function draw(P, gd) {  // one Plotly.react at a time, always with the newest; off screen, only the first
   if (gd.__twnnBusy || !gd.__twnnNext || (gd._fullLayout && gd.__twnnVisible === false)) return;
+  if (gd._fullLayout && document.hidden) {  // a tab in the background: redraw when it is shown again
+    if (!window.__twnnOnShow) {
+      window.__twnnOnShow = new Map();
+      document.addEventListener("visibilitychange", () => {
+        if (document.hidden) return;
+        const waiting = [...window.__twnnOnShow.values()];
+        window.__twnnOnShow.clear();
+        waiting.forEach((redraw) => redraw());
+      });
+    }
+    window.__twnnOnShow.set(gd, () => draw(P, gd));
+    return;
+  }
   if (gd._dragging) {  // the user is zooming or panning: redraw after the drag, which would lose it
     if (!gd.__twnnLater) gd.__twnnLater = setTimeout(() => { gd.__twnnLater = null; draw(P, gd); }, 200);
     return;

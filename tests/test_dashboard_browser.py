@@ -117,6 +117,9 @@ def chart(page, key: str) -> dict | None:
     return page.evaluate(JS_CHART, key)
 
 
+JS_PENDING = "(key) => !!document.querySelector('.st-key-' + key + ' .js-plotly-plot').__twnnNext"
+
+
 def draws(page, key: str) -> int:
     """How many times the chart has been drawn (Plotly.react calls that finished)."""
     return page.evaluate("(key) => document.querySelector('.st-key-' + key + ' .js-plotly-plot').__twnnDraws || 0",
@@ -191,6 +194,13 @@ def test_live_training_controls_and_screenshots(app_url, page):
     page.locator(".st-key-chart_gates").scroll_into_view_if_needed()
     wait_for(lambda: draws(page, "chart_gates") > gates_draws, 10, "the chart scrolled into view to redraw")
     page.locator(".st-key-chart_fwd").scroll_into_view_if_needed()
+    # in a background tab (document.hidden, as the browser reports it) a new figure waits; shown, it draws
+    page.evaluate("() => Object.defineProperty(document, 'hidden', {configurable: true, get: () => true})")
+    hidden_draws = draws(page, "chart_fwd")
+    wait_for(lambda: page.evaluate(JS_PENDING, "chart_fwd"), 30, "a new figure for the hidden tab")
+    assert draws(page, "chart_fwd") == hidden_draws
+    page.evaluate("() => { delete document.hidden; document.dispatchEvent(new Event('visibilitychange')); }")
+    wait_for(lambda: draws(page, "chart_fwd") > hidden_draws, 10, "the chart to redraw when the tab is shown")
     # the charts update in place (Plotly.react on the same element): a zoom (mouse drag) survives live redraws
     page.evaluate(JS_TAG, "chart_fwd")
     full = page.evaluate(JS_TAG_AND_RANGE, "chart_fwd")["range"]
