@@ -303,7 +303,7 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
                         page.get_by_role("option", name=f"{mode[:-1]} s", exact=True).click()
                     # from the initial network (Reset pauses; Play again), so that the headless window can
                     # train the very same steps
-                    page.locator(".st-key-reset button").click()
+                    page.locator(".st-key-reset button:visible").first.click()
                     page.wait_for_selector(".st-key-play button:visible:has-text('Play')", timeout=60_000)
                     page.locator(".st-key-play button:visible").click()
                     page.wait_for_selector(".st-key-play button:visible:has-text('Pause')", timeout=60_000)
