@@ -11,10 +11,11 @@ from . import controls, panels
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
-# Chart redraws cost CPU that training could use, mostly in the browser (~40 ms of its main thread per
-# chart, updated in place by dashboard/live_chart.py; charts out of view wait). On 2 cores, paired with
-# headless runs, training in the page ran at 0.88-0.96x headless with 2 s charts, 0.82-0.93x with 10 s
-# charts, 0.87-0.90x frozen (benchmarks/bench_dashboard.py, two runs): the machine's noise is as large.
+# Chart redraws cost CPU that training could use: ~0.14 s of Python on the server, and in the browser
+# Streamlit's re-render of the fragment plus ~40 ms a chart for Plotly (charts update in place,
+# dashboard/live_chart.py; charts out of view wait). On 2 cores, paired with headless runs of the same
+# steps, training in the page ran at 0.86-0.96x headless with 2 s charts, 0.97-1.01x with 5 s charts,
+# 1.00-1.04x frozen (benchmarks/bench_dashboard.py, two runs).
 REDRAW_DEFAULT = 2
 READOUT_MAX_S = 2.0  # the readout ticks at the chart interval or this, whichever is shorter
 RENDER_BUDGET = 0.08  # redraw the charts at most this share of the time: drawing takes the GIL from training
