@@ -284,11 +284,11 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
             from dashboard.page import REDRAW_CHOICES, REDRAW_DEFAULT
 
             # Paired rounds, for each chart interval (the default first; 1 s left out for time) and with the
-            # charts frozen: the dashboard trains for a window, then is paused (server and page idle) while
-            # this process trains the same run headless for a window of the same length. This machine's speed
-            # drifts by 10-15 % over minutes; the ratio within a pair drifts less. Rounds interleave the
-            # settings; medians are reported. The page itself notes every change of its Step readout
-            # (JS_RECORD_STEPS: no polling from here, which would cost CPU too).
+            # charts frozen: the dashboard trains for a window from the initial network, then is paused (server
+            # and page idle) while this process trains the very same steps headless (headless_rate_over). This
+            # machine's speed drifts by 10-15 % over minutes; the ratio within a pair drifts less. Rounds
+            # interleave the settings; medians are reported. The page itself notes every change of its Step
+            # readout (JS_RECORD_STEPS: no polling from here, which would cost CPU too).
             intervals = [REDRAW_DEFAULT] + [c for c in REDRAW_CHOICES if c not in (1, REDRAW_DEFAULT)]
             modes = [f"{c}s" for c in intervals]
             modes.append("frozen")
@@ -390,6 +390,17 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
     return out
 
 
+def _viewport(text: str) -> tuple[int, int]:
+    """'1500x1000' -> (1500, 1000), for --viewport."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 1500x1000, not {text!r}") from None
+    if width < 200 or height < 200:
+        raise argparse.ArgumentTypeError(f"a window of at least 200x200 pixels, not {text!r}")
+    return width, height
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="sine", choices=["sine", "digits", "adding"])
@@ -399,8 +410,8 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=3, help="paired dashboard/headless rounds in the browser part")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--browser-only", action="store_true", help="only the real-browser part")
-    ap.add_argument("--viewport", default="1500x1000",
-                    help="browser window WxH (1500x3400 shows every live chart at once)")
+    ap.add_argument("--viewport", type=_viewport, default=(1500, 1000),
+                    help="browser window WxH (default 1500x1000; 1500x3400 shows every live chart at once)")
     ap.add_argument("--headless-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     config = make_config(args.task)
@@ -413,8 +424,7 @@ def main(argv=None):
            "config": {k: v for k, v in config.to_dict().items()
                       if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
     if args.browser_only:
-        doc["browser"] = browser_measurements(config, args.seconds, args.pairs,
-                                              tuple(int(v) for v in args.viewport.split("x")))
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs, args.viewport)
         doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]
         print(json.dumps(doc, indent=2, default=float))
         if args.out:
@@ -445,8 +455,7 @@ def main(argv=None):
     stop_all()
     if not args.no_browser and Path(CHROMIUM).exists():
         log("browser ...")
-        doc["browser"] = browser_measurements(config, args.seconds, args.pairs,
-                                              tuple(int(v) for v in args.viewport.split("x")))
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs, args.viewport)
         doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]  # paired rounds, default interval
     doc["runner_vs_headless"] = doc["runner_steps_per_s"] / best_headless
     doc["runner_with_render_vs_headless"] = doc["runner_with_render"]["steps_per_s"] / best_headless

@@ -71,7 +71,8 @@ def window(server_pid: int, page, seconds: float) -> dict:
     time.sleep(seconds)
     dt = time.monotonic() - t0
     threads_b, chromium_b = server_threads(server_pid), chromium_processes()
-    (ta, sa), (tb, sb) = page.evaluate("() => window.__twnnSteps")[0], page.evaluate("() => window.__twnnSteps")[-1]
+    changes = page.evaluate("() => window.__twnnSteps")
+    (ta, sa), (tb, sb) = changes[0], changes[-1]
     by_name = collections.Counter()
     for tid, (name, cpu) in threads_b.items():
         by_name[name] += cpu - threads_a.get(tid, (name, 0.0))[1]

@@ -64,7 +64,7 @@ function themed(fig, parent) {  // text and grid in the page's own text colour (
   const tl = t.layout = t.layout || {};
   tl.font = Object.assign({}, tl.font, {color: color});
   for (const ax of ["xaxis", "yaxis"]) {
-    tl[ax] = Object.assign({gridcolor: `rgba(${rgb},0.12)`, }, tl[ax]);
+    tl[ax] = Object.assign({gridcolor: `rgba(${rgb},0.12)`}, tl[ax]);
     tl[ax].tickfont = Object.assign({color: `rgba(${rgb},0.65)`}, tl[ax].tickfont);
   }
   return fig;

@@ -65,10 +65,14 @@ def _decode(value):
     return value
 
 
+def live_chart_elements(at: AppTest) -> list:
+    """The page's elements of the live-chart component (dashboard/live_chart.py)."""
+    return [el for el in at.get("bidi_component") if el.proto.component_name.endswith("twnn_live_chart")]
+
+
 def chart_specs(at: AppTest) -> list[dict]:
     """Every Plotly figure on the page: the live charts (an in-place component) and any st.plotly_chart."""
-    specs = [json.loads(json.loads(el.proto.json)["figure"]) for el in at.get("bidi_component")
-             if el.proto.component_name.endswith("twnn_live_chart")]
+    specs = [json.loads(json.loads(el.proto.json)["figure"]) for el in live_chart_elements(at)]
     return specs + [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
 
 
@@ -185,8 +189,7 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
     specs = charts(at)
     assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(specs)
     # drawn by the component that updates them in place (one element per key), with the small template
-    live = [el for el in at.get("bidi_component") if el.proto.component_name.endswith("twnn_live_chart")]
-    assert sorted(el.proto.id.rsplit("-", 1)[-1] for el in live) == sorted(
+    assert sorted(el.proto.id.rsplit("-", 1)[-1] for el in live_chart_elements(at)) == sorted(
         ["chart_fwd", "chart_bwd", "chart_iters", "chart_hist", "chart_loss", "chart_sine", "chart_gates"])
     assert not at.get("plotly_chart")
     assert all(spec["layout"]["template"] == live_chart.TEMPLATE for spec in specs.values())
@@ -221,7 +224,7 @@ def test_plotly_js_is_served_beside_the_app_and_charts_fall_back_without_static_
     try:
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        assert not [el for el in at.get("bidi_component") if el.proto.component_name.endswith("twnn_live_chart")]
+        assert not live_chart_elements(at)
         assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(
             charts(at))
     finally:
