@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_dashboard import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
-    JS_RECORD_STEPS,
     _free_port,
     _step,
+    page_steps_rate,
     start_server,
 )
 
@@ -41,11 +41,17 @@ def _cpu_s(stat_path: str) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
-def server_threads(pid: int) -> dict[str, tuple[str, float]]:
+def _wait_s(schedstat_path: str) -> float:
+    return int(open(schedstat_path).read().split()[1]) / 1e9  # time runnable but waiting for a CPU
+
+
+def server_threads(pid: int) -> dict[str, tuple[str, float, float]]:
+    """Per thread id: (name, CPU seconds, seconds runnable but waiting for a CPU)."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
+        task = f"/proc/{pid}/task/{tid}"
         try:
-            out[tid] = (open(f"/proc/{pid}/task/{tid}/comm").read().strip(), _cpu_s(f"/proc/{pid}/task/{tid}/stat"))
+            out[tid] = (open(f"{task}/comm").read().strip(), _cpu_s(f"{task}/stat"), _wait_s(f"{task}/schedstat"))
         except OSError:
             pass
     return out
@@ -66,18 +72,19 @@ def chromium_processes() -> collections.Counter:
 
 def window(server_pid: int, page, seconds: float) -> dict:
     threads_a, chromium_a = server_threads(server_pid), chromium_processes()
-    page.evaluate(JS_RECORD_STEPS)
     t0 = time.monotonic()
-    time.sleep(seconds)
+    rate, _, _ = page_steps_rate(page, seconds)
     dt = time.monotonic() - t0
     threads_b, chromium_b = server_threads(server_pid), chromium_processes()
-    changes = page.evaluate("() => window.__twnnSteps")
-    (ta, sa), (tb, sb) = changes[0], changes[-1]
-    by_name = collections.Counter()
-    for tid, (name, cpu) in threads_b.items():
-        by_name[name] += cpu - threads_a.get(tid, (name, 0.0))[1]
-    return {"steps_per_s": (sb - sa) / ((tb - ta) / 1000),
+    by_name, waited = collections.Counter(), collections.Counter()
+    for tid, (name, cpu, wait) in threads_b.items():
+        before = threads_a.get(tid, (name, 0.0, 0.0))
+        by_name[name] += cpu - before[1]
+        waited[name] += wait - before[2]
+    return {"steps_per_s": rate,
             "server_threads": {name: round(cpu / dt, 3) for name, cpu in by_name.most_common() if cpu > 0},
+            # runnable but not running: a thread that waits here was held up by other work on its core
+            "server_threads_waiting_for_cpu": {name: round(w / dt, 3) for name, w in waited.most_common() if w > 0},
             "chromium": {kind: round((chromium_b[kind] - chromium_a[kind]) / dt, 3) for kind in chromium_b}}
 
 

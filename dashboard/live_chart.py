@@ -146,15 +146,16 @@ def in_place_available() -> bool:
     return True
 
 
-def figure_json(fig: go.Figure) -> str:
-    """The figure as Plotly JSON with this dashboard's small template instead of the default (~9 KB) one."""
-    spec = fig.to_plotly_json()
-    return pio_json.to_json_plotly({"data": spec["data"], "layout": {**spec["layout"], "template": TEMPLATE}})
+def figure_json(fig: dict) -> str:
+    """The figure dict (`twnn_jax.figures`) as Plotly JSON with this dashboard's small template instead of
+    Plotly's default (~9 KB) one."""
+    return pio_json.to_json_plotly({"data": fig["data"], "layout": {**fig["layout"], "template": TEMPLATE}})
 
 
-def show(fig: go.Figure, *, key: str) -> None:
+def show(fig: dict, *, key: str) -> None:
     """Draw `fig` under `key`; later calls with the same key update that chart in place."""
     if in_place_available():
         _component(key=key, data={"figure": figure_json(fig), "config": CONFIG})
     else:
-        st.plotly_chart(fig, key=key, config={"displaylogo": False})
+        # as a Figure: st.plotly_chart refuses a figure dict without traces (an empty chart before the first step)
+        st.plotly_chart(go.Figure(fig), key=key, config={"displaylogo": False})

@@ -163,9 +163,10 @@ def build_figures(runner: Runner, snap: dict) -> dict:
         bwd, live["bwd_tol"], steps=steps, title="Backward (adjoint) solve: residual per iteration",
         tol_label="bwd_tol", iters=latest["bwd_iters"] if latest else None)
     for key in ("fwd", "bwd"):
-        figs[key].layout.meta = {**figs[key].layout.meta, "gate": live["gate"], "bwd_tol": live["bwd_tol"],
-                                 # the live values the newest drawn step ran with
-                                 **{f"data_{k}": latest[k] if latest else None for k in ("tol", "bwd_tol", "gate")}}
+        figs[key]["layout"]["meta"].update(
+            gate=live["gate"], bwd_tol=live["bwd_tol"],
+            # the live values the newest drawn step ran with
+            **{f"data_{k}": latest[k] if latest else None for k in ("tol", "bwd_tol", "gate")})
     figs["iters"] = figures.iterations_figure(history, max_iter=int(live["max_iter"]))
     pooled = details[-HIST_STEPS:]
     figs["hist"] = figures.iterations_histogram(

@@ -111,9 +111,17 @@ def step_count(page) -> int:
     return int(value) if value and value.isdigit() else 0
 
 
+# Scrolled in the page's own script: a locator's scroll can meet an element that a rerun replaces meanwhile.
+JS_SCROLL_INTO_VIEW = """(key) => { const el = document.querySelector('.st-key-' + key);
+  if (!el) return false;
+  const r = el.getBoundingClientRect();
+  if (r.bottom <= 0 || r.top >= window.innerHeight) el.scrollIntoView({block: 'center'});
+  return true; }"""
+
+
 def chart(page, key: str) -> dict | None:
     """The chart's data as drawn; scrolled into view first (charts out of view are not redrawn)."""
-    page.locator(f".st-key-{key}").scroll_into_view_if_needed()
+    page.evaluate(JS_SCROLL_INTO_VIEW, key)
     return page.evaluate(JS_CHART, key)
 
 

@@ -1,11 +1,14 @@
-"""Pure Plotly figure builders for training runs: plain numbers in, `plotly.graph_objects.Figure` out.
+"""Pure Plotly figure builders for training runs: plain numbers in, a Plotly figure dict out.
 
 Shared by the dashboard and the CLI's HTML report. Nothing here imports Streamlit or JAX, reads
 files or keeps state: every function takes numpy arrays (or lists of `train.summarize` dicts, one
-per step, called `history`) and returns a new figure.
+per step, called `history`) and returns a new figure as a plain dict, `{"data": [traces], "layout": {...}}`
+(numpy arrays inside), which `plotly.graph_objects.Figure(fig)`, `plotly.io.to_html(fig)` and
+`st.plotly_chart(fig)` all take. Plain dicts, not `go.Figure`: the dashboard redraws seven figures every
+couple of seconds while training runs, and Plotly's property validation cost ~0.1 s of Python a redraw.
 
 >>> fig = loss_figure([{"step": 1, "loss": 0.5, "metric": 0.5}])      # doctest: +SKIP
->>> fig.write_html("loss.html")                                         # doctest: +SKIP
+>>> plotly.io.write_html(fig, "loss.html")                              # doctest: +SKIP
 
 Every figure sets `layout.uirevision`, so a chart rebuilt with new data keeps the user's zoom, and
 `layout.meta` with the numbers it was drawn from (tests and benchmarks read it in the page).
@@ -17,8 +20,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 __all__ = [
     "convergence_figure",
@@ -42,24 +43,54 @@ TARGET_COLOR = "#7f7f7f"
 GATE_COLORS = ("#9467bd", "#17becf", "#8c564b")
 
 
-def _layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, *, height: int = 330, meta: dict | None = None):
-    fig.update_layout(
-        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=15)),
-        xaxis_title=xtitle,
-        yaxis_title=ytitle,
-        height=height,
-        margin=dict(l=60, r=20, t=70, b=45),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=11)),
-        uirevision="keep",
-        hovermode="closest",
-        meta=meta or {},
-    )
-    return fig
+def _scatter(x, y, **props) -> dict:
+    return {"type": "scatter", "x": x, "y": y, **props}
 
 
-def _empty_note(fig: go.Figure, text: str) -> None:
-    fig.add_annotation(text=text, x=0.5, y=0.85, xref="paper", yref="paper", showarrow=False,
-                       font=dict(size=14, color="#888"))
+def _merge(base: dict, extra: dict) -> dict:
+    """A new dict: `base` updated by `extra`, nested dicts merged key by key and None values left out (as
+    Plotly's update_layout does). Neither argument is changed, and no nested dict of theirs is shared."""
+    out = {}
+    for key in [*base, *(k for k in extra if k not in base)]:
+        a, b = base.get(key), extra.get(key)
+        if key not in extra or b is None:
+            value = a
+        elif isinstance(b, dict):
+            value = _merge(a if isinstance(a, dict) else {}, b)
+        else:
+            value = b
+        if isinstance(value, dict) and value is a:
+            value = _merge(a, {})
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _figure(traces: list, title: str, xtitle: str, ytitle: str, *, height: int = 330, meta: dict | None = None,
+            layout: dict | None = None) -> dict:
+    """The figure dict with this module's common layout; `layout` is merged over it."""
+    common = {
+        "title": {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 15}},
+        "xaxis": {"title": {"text": xtitle}},
+        "yaxis": {"title": {"text": ytitle}},
+        "height": height,
+        "margin": {"l": 60, "r": 20, "t": 70, "b": 45},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0,
+                   "font": {"size": 11}},
+        "uirevision": "keep",
+        "hovermode": "closest",
+    }
+    return {"data": traces, "layout": {**_merge(common, layout or {}), "meta": meta or {}}}
+
+
+def _note(text: str) -> dict:
+    """A grey note in the middle of an empty plot (a layout annotation)."""
+    return {"text": text, "x": 0.5, "y": 0.85, "xref": "paper", "yref": "paper", "showarrow": False,
+            "font": {"size": 14, "color": "#888"}}
+
+
+# the right-hand axis of a plot with two y axes (as plotly.subplots.make_subplots(secondary_y=True) lays it out)
+_SECOND_Y = {"xaxis": {"domain": [0.0, 0.94]}, "yaxis2": {"anchor": "x", "overlaying": "y", "side": "right"}}
 
 
 def _column(history: Sequence[dict], name: str, dtype=float) -> np.ndarray:
@@ -101,16 +132,19 @@ def _fmt(x) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def loss_figure(history: Sequence[dict], *, metric_name: str | None = None, title: str = "Loss") -> go.Figure:
+def loss_figure(history: Sequence[dict], *, metric_name: str | None = None, title: str = "Loss") -> dict:
     """Training loss per step (log y) with a running mean; the task metric on a second axis.
 
     `metric_name` adds the metric (skip it when it equals the loss, as for the sine task's MSE).
     Steps whose loss or gradient was not finite (`skipped`) are marked with red crosses.
     """
-    fig = make_subplots(specs=[[{"secondary_y": metric_name is not None}]])
+    traces: list = []
+    layout: dict = {"yaxis": {"type": "log", "exponentformat": "power"}}
+    if metric_name is not None:
+        layout = _merge(layout, _SECOND_Y)
     n = len(history)
     if n == 0:
-        _empty_note(fig, "no steps yet: press Play or Step")
+        layout["annotations"] = [_note("no steps yet: press Play or Step")]
     else:
         idx = _stride(n)
         steps = _column(history, "step")[idx]
@@ -118,28 +152,27 @@ def loss_figure(history: Sequence[dict], *, metric_name: str | None = None, titl
         pos = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
         window = max(1, min(50, n // 10))
         smooth = _running_mean(pos, window)
-        fig.add_trace(go.Scatter(x=steps, y=pos[idx], mode="lines", name="loss", opacity=0.35,
-                                 line=dict(color=FWD_COLOR, width=1)))
-        fig.add_trace(go.Scatter(x=steps, y=smooth[idx], mode="lines", name=f"loss (mean of {window})",
-                                 line=dict(color=FWD_COLOR, width=2.5)))
+        traces.append(_scatter(steps, pos[idx], mode="lines", name="loss", opacity=0.35,
+                               line={"color": FWD_COLOR, "width": 1}))
+        traces.append(_scatter(steps, smooth[idx], mode="lines", name=f"loss (mean of {window})",
+                               line={"color": FWD_COLOR, "width": 2.5}))
         skipped = _column(history, "skipped", dtype=bool) if "skipped" in history[0] else np.zeros(n, bool)
         bad = np.flatnonzero(skipped | ~np.isfinite(loss))
         if bad.size:
             bad = bad[_stride(bad.size, 300)]
             top = np.nanmax(pos) if np.any(np.isfinite(pos)) else 1.0
-            fig.add_trace(go.Scatter(x=_column(history, "step")[bad], y=np.full(bad.size, top), mode="markers",
-                                     name="skipped (non-finite)", marker=dict(symbol="x", color=BAD_COLOR, size=9)))
+            traces.append(_scatter(_column(history, "step")[bad], np.full(bad.size, top), mode="markers",
+                                   name="skipped (non-finite)", marker={"symbol": "x", "color": BAD_COLOR, "size": 9}))
         if metric_name is not None:
             metric = _finite_or_nan(_column(history, "metric"))
-            fig.add_trace(go.Scatter(x=steps, y=_running_mean(metric, window)[idx], mode="lines",
-                                     name=metric_name, line=dict(color="#2ca02c", width=2)), secondary_y=True)
-            fig.update_yaxes(title_text=metric_name, secondary_y=True, showgrid=False)
+            traces.append(_scatter(steps, _running_mean(metric, window)[idx], mode="lines", name=metric_name,
+                                   line={"color": "#2ca02c", "width": 2}, yaxis="y2"))
+            layout["yaxis2"].update(title={"text": metric_name}, showgrid=False)
             finite = metric[np.isfinite(metric)]
             if finite.size and finite.min() >= 0 and finite.max() <= 1:  # a rate (accuracy): show all of [0, 1]
-                fig.update_yaxes(range=[0, 1.02], secondary_y=True)
-    fig.update_yaxes(type="log", exponentformat="power", secondary_y=False)
+                layout["yaxis2"]["range"] = [0, 1.02]
     last = history[-1] if n else {}
-    return _layout(fig, title, "training step", "loss",
+    return _figure(traces, title, "training step", "loss", layout=layout,
                    meta={"kind": "loss", "steps": n, "last_step": last.get("step"), "last_loss": last.get("loss")})
 
 
@@ -159,78 +192,87 @@ def _running_mean(a: np.ndarray, window: int) -> np.ndarray:
 
 
 def iterations_figure(history: Sequence[dict], *, max_iter: int | None = None,
-                      title: str = "Iterations over training") -> go.Figure:
+                      title: str = "Iterations over training") -> dict:
     """Forward and backward iteration counts per step (mean and max over the batch).
 
     Steps where some sample's forward solve (or backward solve) did not converge are marked with red
     crosses (circles for the backward). `max_iter` draws the cap as a dotted line.
     """
-    fig = go.Figure()
+    traces: list = []
+    layout: dict = {}
     n = len(history)
     if n == 0:
-        _empty_note(fig, "no steps yet: press Play or Step")
+        layout["annotations"] = [_note("no steps yet: press Play or Step")]
     else:
         idx = _stride(n)
         steps = _column(history, "step")
         for prefix, color, label in (("fwd", FWD_COLOR, "forward"), ("bwd", BWD_COLOR, "backward")):
             mean = _column(history, f"{prefix}_iters_mean")
             mx = _column(history, f"{prefix}_iters_max")
-            fig.add_trace(go.Scatter(x=steps[idx], y=mean[idx], mode="lines", name=f"{label} mean",
-                                     line=dict(color=color, width=2.5)))
-            fig.add_trace(go.Scatter(x=steps[idx], y=mx[idx], mode="lines", name=f"{label} max",
-                                     line=dict(color=color, width=1, dash="dot")))
+            traces.append(_scatter(steps[idx], mean[idx], mode="lines", name=f"{label} mean",
+                                   line={"color": color, "width": 2.5}))
+            traces.append(_scatter(steps[idx], mx[idx], mode="lines", name=f"{label} max",
+                                   line={"color": color, "width": 1, "dash": "dot"}))
             frac_key = "converged_frac" if prefix == "fwd" else "bwd_converged_frac"
             frac = _column(history, frac_key)
             bad = np.flatnonzero(frac < 1.0)
             if bad.size:
                 bad = bad[_stride(bad.size)]
-                fig.add_trace(go.Scatter(
-                    x=steps[bad], y=mx[bad], mode="markers", name=f"{label} not converged",
-                    marker=dict(symbol="x" if prefix == "fwd" else "circle-open", color=BAD_COLOR, size=8),
+                traces.append(_scatter(
+                    steps[bad], mx[bad], mode="markers", name=f"{label} not converged",
+                    marker={"symbol": "x" if prefix == "fwd" else "circle-open", "color": BAD_COLOR, "size": 8},
                     customdata=np.round(100 * (1 - frac[bad]), 1),
                     hovertemplate="step %{x}: %{customdata}% of samples not converged<extra></extra>",
                 ))
         peak = np.nanmax(np.concatenate([_column(history, "fwd_iters_max"), _column(history, "bwd_iters_max")]))
         if max_iter is not None and np.isfinite(peak) and peak >= 0.5 * max_iter:  # the cap matters: show it
-            fig.add_trace(go.Scatter(x=[steps[0], steps[-1]], y=[max_iter, max_iter], mode="lines",
-                                     name=f"max_iter {max_iter}", line=dict(color="#999", dash="dash", width=1)))
+            traces.append(_scatter([steps[0], steps[-1]], [max_iter, max_iter], mode="lines",
+                                   name=f"max_iter {max_iter}", line={"color": "#999", "dash": "dash", "width": 1}))
     last = history[-1] if n else {}
-    return _layout(fig, title, "training step", "iterations per sample",
+    return _figure(traces, title, "training step", "iterations per sample", layout=layout,
                    meta={"kind": "iterations", "steps": n, "last_step": last.get("step"),
                          "fwd_iters_mean": last.get("fwd_iters_mean"), "bwd_iters_mean": last.get("bwd_iters_mean")})
 
 
+# two plots side by side, 62 % and 38 % of the width 0.12 apart (as make_subplots(rows=1, cols=2,
+# column_widths=[0.62, 0.38], horizontal_spacing=0.12) lays them out)
+_GATES_LEFT, _GATES_RIGHT = [0.0, 0.5456], [0.6656, 1.0]
+
+
 def gates_figure(history: Sequence[dict], gates: np.ndarray | None = None, *,
-                 title: str = "Gate activity") -> go.Figure:
+                 title: str = "Gate activity") -> dict:
     """Left: the mean gate value (0 = wormhole shut, 1 = open) over training. Right: the distribution
     of the latest step's per-sample gate values, one histogram per wormhole (`gates`: (B, n_wormholes))."""
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
-                        subplot_titles=("mean gate over training", "latest step, per sample"))
+    traces: list = []
+    notes = [{"text": text, "x": sum(domain) / 2, "y": 1.0, "xref": "paper", "yref": "paper", "xanchor": "center",
+              "yanchor": "bottom", "showarrow": False, "font": {"size": 16}}
+             for text, domain in (("mean gate over training", _GATES_LEFT), ("latest step, per sample", _GATES_RIGHT))]
+    layout: dict = {
+        "xaxis": {"anchor": "y", "domain": _GATES_LEFT, "title": {"text": "training step"}},
+        "yaxis": {"anchor": "x", "domain": [0.0, 1.0], "range": [-0.02, 1.02], "title": {"text": "gate"}},
+        "xaxis2": {"anchor": "y2", "domain": _GATES_RIGHT, "range": [0, 1], "title": {"text": "gate value"}},
+        "yaxis2": {"anchor": "x2", "domain": [0.0, 1.0], "title": {"text": "samples"}},
+        "legend": {"x": 0.99, "xanchor": "right", "y": 0.98, "yanchor": "top", "bgcolor": "rgba(255,255,255,0.7)"},
+    }
     n = len(history)
     if n:
         idx = _stride(n)
-        fig.add_trace(go.Scatter(x=_column(history, "step")[idx], y=_column(history, "gate_mean")[idx], mode="lines",
-                                 name="mean gate", line=dict(color=GATE_COLORS[0], width=2.5), showlegend=False),
-                      row=1, col=1)
+        traces.append(_scatter(_column(history, "step")[idx], _column(history, "gate_mean")[idx], mode="lines",
+                               name="mean gate", line={"color": GATE_COLORS[0], "width": 2.5}, showlegend=False,
+                               xaxis="x", yaxis="y"))
     if gates is not None and np.size(gates):
         g = np.asarray(gates, float).reshape(len(gates), -1)
         for k in range(g.shape[1]):
-            fig.add_trace(go.Histogram(x=g[:, k], name=f"wormhole {k + 1}", opacity=0.7, showlegend=g.shape[1] > 1,
-                                       marker_color=GATE_COLORS[k % len(GATE_COLORS)],
-                                       xbins=dict(start=0.0, end=1.0001, size=0.05)), row=1, col=2)
-        fig.update_layout(barmode="overlay")
+            traces.append({"type": "histogram", "x": g[:, k], "name": f"wormhole {k + 1}", "opacity": 0.7,
+                           "showlegend": g.shape[1] > 1, "marker": {"color": GATE_COLORS[k % len(GATE_COLORS)]},
+                           "xbins": {"start": 0.0, "end": 1.0001, "size": 0.05}, "xaxis": "x2", "yaxis": "y2"})
+        layout["barmode"] = "overlay"
     elif gates is not None:
-        _empty_note(fig, "this model has no wormholes (no gates)")
+        notes.append(_note("this model has no wormholes (no gates)"))
     if not n and gates is None:
-        _empty_note(fig, "no steps yet: press Play or Step")
-    fig.update_yaxes(range=[-0.02, 1.02], title_text="gate", row=1, col=1)
-    fig.update_xaxes(title_text="training step", row=1, col=1)
-    fig.update_xaxes(title_text="gate value", range=[0, 1], row=1, col=2)
-    fig.update_yaxes(title_text="samples", row=1, col=2)
-    fig = _layout(fig, title, "training step", "gate", meta={"kind": "gates", "steps": n})
-    fig.update_layout(xaxis_title="training step", yaxis_title="gate",
-                      legend=dict(x=0.99, xanchor="right", y=0.98, yanchor="top", bgcolor="rgba(255,255,255,0.7)"))
-    return fig
+        notes.append(_note("no steps yet: press Play or Step"))
+    layout["annotations"] = notes
+    return _figure(traces, title, "training step", "gate", layout=layout, meta={"kind": "gates", "steps": n})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,7 +290,7 @@ def convergence_figure(
     max_samples: int = 8,
     iters: np.ndarray | None = None,
     color: str | None = None,
-) -> go.Figure:
+) -> dict:
     """Residual against iteration for recent training steps, log y, with the tolerance as a line.
 
     `trajectories`: oldest to newest, each `(batch, capacity)` residuals, NaN past the last iteration
@@ -258,7 +300,7 @@ def convergence_figure(
     orange when the title names the backward solve).
     """
     color = color or (BWD_COLOR if "backward" in title.lower() else FWD_COLOR)
-    fig = go.Figure()
+    traces: list = []
     trajs = [np.asarray(t, float) for t in trajectories]
     trajs = [t.reshape(1, -1) if t.ndim == 1 else t for t in trajs]
     steps = list(steps) if steps is not None else list(range(1, len(trajs) + 1))
@@ -290,40 +332,42 @@ def convergence_figure(
             continue
         first, last = group[0][0], group[-1][0]
         name = f"step {last} (latest)" if newest else (f"step {first}" if first == last else f"steps {first}–{last}")
-        fig.add_trace(go.Scatter(
-            x=np.concatenate([g[1] for g in group]), y=np.concatenate([g[2] for g in group]),
+        traces.append(_scatter(
+            np.concatenate([g[1] for g in group]), np.concatenate([g[2] for g in group]),
             customdata=np.concatenate([np.full(g[1].size, g[0]) for g in group]),
             mode="lines+markers" if newest else "lines", name=name, opacity=opacity,
-            line=dict(color=color, width=width), marker=dict(size=4),
+            line={"color": color, "width": width}, marker={"size": 4},
             hovertemplate="step %{customdata}, iteration %{x}<br>residual %{y:.2e}<extra></extra>",
         ))
     x_end = max(longest, 2)
     # the tolerance line spans the x range (half an iteration each side): no fixed axis range, so a
     # user's zoom survives redraws (Plotly's uirevision keeps it only while the figure leaves the range unset)
-    fig.add_trace(go.Scatter(x=[0.5, x_end + 0.5], y=[tol, tol], mode="lines", name=f"{tol_label} = {tol:.0e}",
-                             line=dict(color=TOL_COLOR, dash="dash", width=2), hoverinfo="skip"))
+    traces.append(_scatter([0.5, x_end + 0.5], [tol, tol], mode="lines", name=f"{tol_label} = {tol:.0e}",
+                           line={"color": TOL_COLOR, "dash": "dash", "width": 2}, hoverinfo="skip"))
+    layout: dict = {
+        "yaxis": {"type": "log", "exponentformat": "power", "dtick": 1 if _decades(every + [tol]) >= 2 else None},
+        "xaxis": {"dtick": 1 if x_end <= 12 else None},
+        # the legend under the axis: the plot itself stays free for the lines and the tolerance
+        "legend": {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.22, "yanchor": "top"},
+        "margin": {"t": 50, "b": 70},
+    }
     if n == 0:
-        _empty_note(fig, "no steps yet: press Play or Step")
+        layout["annotations"] = [_note("no steps yet: press Play or Step")]
     elif iters is not None and capacity and np.max(iters) > capacity:
-        fig.add_annotation(text=f"some solves ran {int(np.max(iters))} iterations; the first {capacity} are shown",
-                           x=1.0, y=0.0, xref="paper", yref="paper", xanchor="right", yanchor="bottom",
-                           showarrow=False, font=dict(size=11, color="#666"))
-    fig.update_yaxes(type="log", exponentformat="power", dtick=1 if _decades(every + [tol]) >= 2 else None)
-    fig.update_xaxes(dtick=1 if x_end <= 12 else None)
-    fig = _layout(fig, title, "iteration", "residual ‖zₜ − zₜ₋₁‖",
-                  meta={"kind": "convergence", "tol": float(tol), "steps": steps[-n:] if n else [],
-                        "last_step": steps[-1] if n else None})
-    # the legend under the axis: the plot itself stays free for the lines and the tolerance
-    fig.update_layout(legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top"),
-                      margin=dict(t=50, b=70), height=360)
-    return fig
+        layout["annotations"] = [{
+            "text": f"some solves ran {int(np.max(iters))} iterations; the first {capacity} are shown",
+            "x": 1.0, "y": 0.0, "xref": "paper", "yref": "paper", "xanchor": "right", "yanchor": "bottom",
+            "showarrow": False, "font": {"size": 11, "color": "#666"}}]
+    return _figure(traces, title, "iteration", "residual ‖zₜ − zₜ₋₁‖", height=360, layout=layout,
+                   meta={"kind": "convergence", "tol": float(tol), "steps": steps[-n:] if n else [],
+                         "last_step": steps[-1] if n else None})
 
 
 def iterations_histogram(fwd_iters: np.ndarray | None, bwd_iters: np.ndarray | None = None, *,
-                         title: str = "Iterations per sample (latest steps)") -> go.Figure:
+                         title: str = "Iterations per sample (latest steps)") -> dict:
     """Distribution over samples of forward and backward iteration counts (integer bins, overlaid)."""
-    fig = go.Figure()
-    any_data = False
+    traces: list = []
+    layout: dict = {"barmode": "overlay", "bargap": 0.05}
     span = 0
     for arr, color, label in ((fwd_iters, FWD_COLOR, "forward"), (bwd_iters, BWD_COLOR, "backward")):
         if arr is None or np.size(arr) == 0:
@@ -331,19 +375,18 @@ def iterations_histogram(fwd_iters: np.ndarray | None, bwd_iters: np.ndarray | N
         a = np.asarray(arr).astype(int).ravel()
         counts = np.bincount(a - a.min())
         x = np.arange(a.min(), a.max() + 1)
-        fig.add_trace(go.Bar(x=x, y=counts, name=label, marker_color=color, opacity=0.65))
-        any_data = True
+        traces.append({"type": "bar", "x": x, "y": counts, "name": label, "marker": {"color": color},
+                       "opacity": 0.65})
         span = max(span, int(a.max()))
-    if not any_data:
-        _empty_note(fig, "no steps yet: press Play or Step")
-    fig.update_layout(barmode="overlay", bargap=0.05)
-    if any_data and span <= 15:
-        fig.update_xaxes(dtick=1)
-    return _layout(fig, title, "iterations", "samples", meta={"kind": "histogram"})
+    if not traces:
+        layout["annotations"] = [_note("no steps yet: press Play or Step")]
+    elif span <= 15:
+        layout["xaxis"] = {"dtick": 1}
+    return _figure(traces, title, "iterations", "samples", layout=layout, meta={"kind": "histogram"})
 
 
 def sine_figure(series: np.ndarray, target: np.ndarray, *, sample: int = 0, title: str | None = None,
-                window: np.ndarray | None = None) -> go.Figure:
+                window: np.ndarray | None = None) -> dict:
     """The free-running generated wave against the target (one sample of a batch when 2-d).
 
     `window` (optional): the true values that seeded the generation, drawn before t = 0.
@@ -355,66 +398,66 @@ def sine_figure(series: np.ndarray, target: np.ndarray, *, sample: int = 0, titl
         window = None if window is None else np.asarray(window, float)[sample]
     t = np.arange(series.size)
     rmse = float(np.sqrt(np.nanmean((series - target) ** 2))) if series.size else float("nan")
-    fig = go.Figure()
+    traces: list = []
     if window is not None:
         w = np.asarray(window, float).ravel()
-        fig.add_trace(go.Scatter(x=np.arange(-w.size, 0), y=w, mode="lines", name="seed window",
-                                 line=dict(color="#2ca02c", width=2)))
-    fig.add_trace(go.Scatter(x=t, y=target, mode="lines", name="target",
-                             line=dict(color=TARGET_COLOR, width=2, dash="dash")))
-    fig.add_trace(go.Scatter(x=t, y=_finite_or_nan(series), mode="lines", name="generated (free-running)",
-                             line=dict(color=FWD_COLOR, width=2.5)))
+        traces.append(_scatter(np.arange(-w.size, 0), w, mode="lines", name="seed window",
+                               line={"color": "#2ca02c", "width": 2}))
+    traces.append(_scatter(t, target, mode="lines", name="target",
+                           line={"color": TARGET_COLOR, "width": 2, "dash": "dash"}))
+    traces.append(_scatter(t, _finite_or_nan(series), mode="lines", name="generated (free-running)",
+                           line={"color": FWD_COLOR, "width": 2.5}))
     title = title or f"Free-running generation (RMSE {_fmt(rmse)})"
-    return _layout(fig, title, "time step (model output fed back)", "value",
-                   meta={"kind": "sine", "rmse": rmse})
+    return _figure(traces, title, "time step (model output fed back)", "value", meta={"kind": "sine", "rmse": rmse})
 
 
 def sample_scatter_figure(fwd_iters: np.ndarray, sample_loss: np.ndarray, *, converged: np.ndarray | None = None,
-                          title: str = "Evaluation set: iterations vs error per sample") -> go.Figure:
+                          title: str = "Evaluation set: iterations vs error per sample") -> dict:
     """Each evaluation sample: forward iterations against its loss (non-converged ones in red)."""
     it = np.asarray(fwd_iters, float).ravel()
     loss = _finite_or_nan(sample_loss).ravel()
     conv = np.ones_like(it, bool) if converged is None else np.asarray(converged, bool).ravel()
     jitter = (np.random.default_rng(0).random(it.size) - 0.5) * 0.3
-    fig = go.Figure()
+    traces: list = []
+    layout: dict = {}
     for mask, color, name in ((conv, FWD_COLOR, "converged"), (~conv, BAD_COLOR, "not converged")):
         if mask.any():
-            fig.add_trace(go.Scatter(x=it[mask] + jitter[mask], y=loss[mask], mode="markers", name=name,
-                                     marker=dict(color=color, size=6, opacity=0.6)))
+            traces.append(_scatter(it[mask] + jitter[mask], loss[mask], mode="markers", name=name,
+                                   marker={"color": color, "size": 6, "opacity": 0.6}))
     if it.size == 0:
-        _empty_note(fig, "no evaluation yet")
+        layout["annotations"] = [_note("no evaluation yet")]
     pos = loss[np.isfinite(loss)]
     if pos.size and np.all(pos > 0) and pos.max() / max(pos.min(), 1e-30) > 100:
-        fig.update_yaxes(type="log")
-    return _layout(fig, title, "forward iterations", "sample loss", meta={"kind": "samples"})
+        layout["yaxis"] = {"type": "log"}
+    return _figure(traces, title, "forward iterations", "sample loss", layout=layout, meta={"kind": "samples"})
 
 
 def sweep_figure(values: Sequence[float], fwd_iters_mean: Sequence[float], fwd_iters_max: Sequence[float],
                  error: Sequence[float], *, control: str, error_name: str = "loss",
                  converged_frac: Sequence[float] | None = None, current: float | None = None,
-                 log_x: bool = False) -> go.Figure:
+                 log_x: bool = False) -> dict:
     """How forward iterations (left axis) and the error (right axis) respond to one control."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
     x = np.asarray(values, float)
-    fig.add_trace(go.Scatter(x=x, y=np.asarray(fwd_iters_mean, float), mode="lines+markers", name="fwd iters (mean)",
-                             line=dict(color=FWD_COLOR, width=2.5)))
-    fig.add_trace(go.Scatter(x=x, y=np.asarray(fwd_iters_max, float), mode="lines", name="fwd iters (max)",
-                             line=dict(color=FWD_COLOR, width=1, dash="dot")))
-    fig.add_trace(go.Scatter(x=x, y=_finite_or_nan(error), mode="lines+markers", name=error_name,
-                             line=dict(color="#2ca02c", width=2)), secondary_y=True)
+    traces = [
+        _scatter(x, np.asarray(fwd_iters_mean, float), mode="lines+markers", name="fwd iters (mean)",
+                 line={"color": FWD_COLOR, "width": 2.5}),
+        _scatter(x, np.asarray(fwd_iters_max, float), mode="lines", name="fwd iters (max)",
+                 line={"color": FWD_COLOR, "width": 1, "dash": "dot"}),
+        _scatter(x, _finite_or_nan(error), mode="lines+markers", name=error_name,
+                 line={"color": "#2ca02c", "width": 2}, yaxis="y2"),
+    ]
     if converged_frac is not None:
         frac = np.asarray(converged_frac, float)
         bad = frac < 1
         if bad.any():
-            fig.add_trace(go.Scatter(x=x[bad], y=np.asarray(fwd_iters_max, float)[bad], mode="markers",
-                                     name="some not converged", marker=dict(symbol="x", color=BAD_COLOR, size=9)))
+            traces.append(_scatter(x[bad], np.asarray(fwd_iters_max, float)[bad], mode="markers",
+                                   name="some not converged", marker={"symbol": "x", "color": BAD_COLOR, "size": 9}))
     if current is not None and x.size:
         top = float(np.nanmax(np.asarray(fwd_iters_max, float))) if x.size else 1.0
-        fig.add_trace(go.Scatter(x=[current, current], y=[0, top], mode="lines", name=f"current {control}",
-                                 line=dict(color="#999", dash="dash", width=1.5), hoverinfo="skip"))
+        traces.append(_scatter([current, current], [0, top], mode="lines", name=f"current {control}",
+                               line={"color": "#999", "dash": "dash", "width": 1.5}, hoverinfo="skip"))
+    layout = _merge(_SECOND_Y, {"yaxis2": {"title": {"text": error_name}, "showgrid": False, "tickformat": ".3g"}})
     if log_x:
-        fig.update_xaxes(type="log", exponentformat="power", dtick=1 if _decades(x) >= 2 else None)
-    fig.update_yaxes(title_text="forward iterations", secondary_y=False)
-    fig.update_yaxes(title_text=error_name, secondary_y=True, showgrid=False, tickformat=".3g")
-    return _layout(fig, f"Sweep of {control} (fixed network, evaluation set)", control, "forward iterations",
-                   meta={"kind": "sweep", "control": control})
+        layout["xaxis"].update(type="log", exponentformat="power", dtick=1 if _decades(x) >= 2 else None)
+    return _figure(traces, f"Sweep of {control} (fixed network, evaluation set)", control, "forward iterations",
+                   layout=layout, meta={"kind": "sweep", "control": control})

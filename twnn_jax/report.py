@@ -3,7 +3,7 @@
 `write_report(path, history, config=..., summary=..., generated=...)` writes one HTML file with
 plotly.js inlined (it opens offline). `history` is the list of per-step dicts of `train.summarize`
 (non-finite numbers may be None). The figures are the dashboard's (`twnn_jax.figures`), plus the
-converged fraction per step; Plotly is imported only when a report is built.
+converged fraction per step; Plotly itself is imported only when a report is rendered.
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ def _column(history, key):
     return [json_safe(h.get(key)) for h in history]
 
 
-def converged_fraction_figure(history, title: str = "Converged fraction per step"):
-    """Fraction of the batch whose forward / backward solve converged, per training step."""
-    import plotly.graph_objects as go
-
+def converged_fraction_figure(history, title: str = "Converged fraction per step") -> dict:
+    """Fraction of the batch whose forward / backward solve converged, per training step (a Plotly figure dict)."""
     steps = [h.get("step") for h in history]
-    fig = go.Figure()
-    fig.add_scatter(x=steps, y=_column(history, "converged_frac"), name="forward", mode="lines",
-                    line={"color": "#1f77b4", "width": 2.5})
-    fig.add_scatter(x=steps, y=_column(history, "bwd_converged_frac"), name="backward", mode="lines",
-                    line={"color": "#ff7f0e", "width": 1.5, "dash": "dot"})
-    fig.update_yaxes(range=[-0.02, 1.02])
-    fig.update_layout(title=title, xaxis_title="training step", yaxis_title="fraction of samples", height=330,
-                      meta={"kind": "converged_fraction", "steps": len(history)})
-    return fig
+    return {"data": [
+        {"type": "scatter", "x": steps, "y": _column(history, "converged_frac"), "name": "forward", "mode": "lines",
+         "line": {"color": "#1f77b4", "width": 2.5}},
+        {"type": "scatter", "x": steps, "y": _column(history, "bwd_converged_frac"), "name": "backward",
+         "mode": "lines", "line": {"color": "#ff7f0e", "width": 1.5, "dash": "dot"}},
+    ], "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "training step"}},
+                  "yaxis": {"title": {"text": "fraction of samples"}, "range": [-0.02, 1.02]}, "height": 330,
+                  "meta": {"kind": "converged_fraction", "steps": len(history)}}}
 
 
 def build_figures(history, *, config=None, metric_name=None, generated=None, last_metrics=None) -> list:
@@ -75,9 +72,11 @@ def _table(rows: dict) -> str:
 def render_report(history, *, config=None, summary=None, generated=None, last_metrics=None,
                   metric_name=None, title="twnn run") -> str:
     """The report as one HTML string (plotly.js inlined once). See `build_figures` for the arguments."""
+    import plotly.io as pio
+
     figs = build_figures(history, config=config, metric_name=metric_name, generated=generated,
                          last_metrics=last_metrics)
-    parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0), default_width="100%")
+    parts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), default_width="100%")
              for i, fig in enumerate(figs)]
     summary_html = _table(json_safe(summary)) if summary else ""
     config_html = _table(config.to_dict() if hasattr(config, "to_dict") else dict(config or {}))
