@@ -25,7 +25,7 @@ Measured (default task sine, the dashboard's sizes: hidden 32, batch 32, traject
    trainer's functions (`_cache_size()`) and JAX's own "Compiling" log lines after warm-up.
 
 Usage:  python benchmarks/bench_dashboard.py [--seconds 5] [--pairs 3] [--no-browser | --browser-only]
-        [--viewport 1500x1000] [--out F]
+        [--viewport 1500x1000] [--modes 2s,frozen] [--out F]
 Prints one JSON document on stdout (progress on stderr).
 """
 
@@ -280,7 +280,8 @@ def _step(page) -> int:
     return int(value) if value not in (None, "–") else 0
 
 
-def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tuple[int, int] = (1500, 1000)) -> dict:
+def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tuple[int, int] = (1500, 1000),
+                         only_modes: list[str] | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -314,6 +315,11 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
             intervals = [REDRAW_DEFAULT] + [c for c in REDRAW_CHOICES if c not in (1, REDRAW_DEFAULT)]
             modes = [f"{c}s" for c in intervals]
             modes.append("frozen")
+            if only_modes:
+                unknown = set(only_modes) - set(modes)
+                if unknown:
+                    raise ValueError(f"--modes: unknown {sorted(unknown)}; choose from {modes}")
+                modes = [m for m in modes if m in only_modes]
             pairs: dict[str, list] = {m: [] for m in modes}
             for r in range(pairs_n):
                 for mode in modes:
@@ -344,9 +350,9 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
                        "headless_steps_per_s": statistics.median(p["headless_steps_per_s"] for p in rounds),
                        "vs_headless": statistics.median(p["ratio"] for p in rounds), "pairs": rounds}
                 for mode, rounds in pairs.items()}
-            default = out["dashboard_by_chart_interval"][f"{REDRAW_DEFAULT}s"]
-            out["dashboard_steps_per_s"] = default["steps_per_s"]
-            out["dashboard_vs_headless"] = default["vs_headless"]
+            default = out["dashboard_by_chart_interval"].get(f"{REDRAW_DEFAULT}s", {})
+            out["dashboard_steps_per_s"] = default.get("steps_per_s")
+            out["dashboard_vs_headless"] = default.get("vs_headless")
             out["chart_interval_default_s"] = REDRAW_DEFAULT
             out["load_average_during"] = os.getloadavg()
             page.locator(".st-key-redraw input[role=combobox]").click()
@@ -430,6 +436,8 @@ def main(argv=None):
     ap.add_argument("--browser-only", action="store_true", help="only the real-browser part")
     ap.add_argument("--viewport", type=_viewport, default=(1500, 1000),
                     help="browser window WxH (default 1500x1000; 1500x3400 shows every live chart at once)")
+    ap.add_argument("--modes", type=lambda text: text.split(","),
+                    help="only these paired modes in the browser part, e.g. 2s,frozen (default: all)")
     ap.add_argument("--headless-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     config = make_config(args.task)
@@ -442,7 +450,7 @@ def main(argv=None):
            "config": {k: v for k, v in config.to_dict().items()
                       if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
     if args.browser_only:
-        doc["browser"] = browser_measurements(config, args.seconds, args.pairs, args.viewport)
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs, args.viewport, args.modes)
         doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]
         print(json.dumps(doc, indent=2, default=float))
         if args.out:
@@ -473,7 +481,7 @@ def main(argv=None):
     stop_all()
     if not args.no_browser and Path(CHROMIUM).exists():
         log("browser ...")
-        doc["browser"] = browser_measurements(config, args.seconds, args.pairs, args.viewport)
+        doc["browser"] = browser_measurements(config, args.seconds, args.pairs, args.viewport, args.modes)
         doc["dashboard_vs_headless"] = doc["browser"]["dashboard_vs_headless"]  # paired rounds, default interval
     doc["runner_vs_headless"] = doc["runner_steps_per_s"] / best_headless
     doc["runner_with_render_vs_headless"] = doc["runner_with_render"]["steps_per_s"] / best_headless
