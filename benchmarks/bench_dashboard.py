@@ -8,8 +8,9 @@ Measured (default task sine, the dashboard's sizes: hidden 32, batch 32, traject
 2. in-process: the dashboard's `Runner` worker thread alone, and with the page's figures built and
    serialised on the main thread at the page's redraw rate (what a Streamlit script run does).
 3. browser (real): `streamlit run dashboard/app.py` in a subprocess, driven by Playwright with the
-   system Chromium. Play, then count steps from the page's "Step" readout over a window (the page
-   itself notes each change): steps per second while the page redraws live, for the "Charts every"
+   system Chromium. Play, then count steps from the page's "Step" readout over a window, timed from one
+   change of the readout to another (the page itself notes each change; `page_steps_rate`): steps per
+   second while the page redraws live, for the "Charts every"
    settings 2, 5 and 10 s and with the charts frozen. Each window starts from the initial network (Reset,
    Play) and is paired with a headless run of the very same steps right after it (the dashboard paused),
    and the ratio of each pair is reported: this machine's speed drifts by 10-15 % over minutes, the ratio

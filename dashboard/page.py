@@ -11,11 +11,11 @@ from . import controls, panels
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
-# Chart redraws cost CPU that training could use: ~0.14 s of Python on the server, and in the browser
-# Streamlit's re-render of the fragment plus ~40 ms a chart for Plotly (charts update in place,
-# dashboard/live_chart.py; charts out of view wait). On 2 cores, paired with headless runs of the same
-# steps, training in the page ran at 0.86-0.96x headless with 2 s charts, 0.97-1.01x with 5 s charts,
-# 1.00-1.04x frozen (benchmarks/bench_dashboard.py, two runs).
+# Chart redraws cost CPU that training could use: a few ms of Python on the server (figures are plain
+# dicts, twnn_jax/figures.py), and in the browser Streamlit's re-render of the fragment plus Plotly for the
+# charts in view (charts update in place, dashboard/live_chart.py; charts out of view wait). On 2 cores,
+# paired with headless runs of the same steps, training in the page ran at 0.90-0.96x headless with 2 s
+# charts (run medians), 0.95-0.98x with 5 s charts, 0.94-0.98x frozen (benchmarks/bench_dashboard.py).
 REDRAW_DEFAULT = 2
 READOUT_MAX_S = 2.0  # the readout ticks at the chart interval or this, whichever is shorter
 RENDER_BUDGET = 0.08  # redraw the charts at most this share of the time: drawing takes the GIL from training
