@@ -382,6 +382,10 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             f"- jit cache entries (a new entry = a compilation): "
             + ", ".join(f"`{k}` {v}" for k, v in counts.items() if v is not None) + ".\n"
             f"- Sessions training on this server now: {playing_count()} (limit {MAX_TRAINERS}).\n"
+            + ("- Charts update in place (plotly.js from this app's static files).\n" if live_chart.in_place_available()
+               else "- Charts are redrawn whole by `st.plotly_chart` (slower, and a zoom resets more often): static "
+               "file serving is off. Start with `twnn dashboard`, or run `streamlit run dashboard/app.py` from the "
+               "repository root, whose `.streamlit/config.toml` turns it on.\n")
             + (f"- Drawing the charts takes {1000 * render_s:.0f} ms on the server; while training they are redrawn "
                f"every {chart_tick:.1f} s (never more than 8% of the time)"
                + (f", the readout at least every {readout_s:g} s" if readout_s else "") + ".\n"

@@ -218,6 +218,7 @@ def test_plotly_js_is_served_beside_the_app_and_charts_fall_back_without_static_
     assert live_chart.in_place_available()  # .streamlit/config.toml turns static serving on
     served = live_chart.STATIC_DIR / "plotly.min.js"
     assert served.read_bytes() == live_chart.PLOTLY_JS.read_bytes()
+    assert any("Charts update in place" in m.value for m in at.markdown)
     # without static serving the browser could not load plotly.js: the page uses st.plotly_chart instead
     live_chart.in_place_available.cache_clear()
     monkeypatch.setattr(live_chart.st, "get_option", lambda name: False)
@@ -227,6 +228,8 @@ def test_plotly_js_is_served_beside_the_app_and_charts_fall_back_without_static_
         assert not live_chart_elements(at)
         assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(
             charts(at))
+        # and says why, and how to get the faster charts
+        assert any("static file serving is off" in m.value and "twnn dashboard" in m.value for m in at.markdown)
     finally:
         live_chart.in_place_available.cache_clear()
 
