@@ -5,8 +5,9 @@ Starts `streamlit run dashboard/app.py`, opens it in the system Chromium (1500x1
 over 10 s windows (charts every 2 s, then frozen, `--rounds` times) reads /proc: the CPU share of each
 server thread by name (`tf_XLAEigen`: XLA's compute thread, pinned to one core by the dashboard;
 `python`: every Python thread: the trainer, Streamlit's script runs and server) and of Chromium's
-processes by type, with the steps/s the page shows. XLA's thread busy below 1.0 means training waited
-for Python (the GIL, or the page's own computations).
+processes by type, with the steps/s the page shows, and how long each server thread was runnable but
+waited for a CPU. XLA's thread busy below 1.0 means training waited: for Python (the GIL, the page's
+own computations) when idle, for a CPU taken by other work when waiting.
 
 Usage:  python benchmarks/bench_dashboard_cpu.py [--rounds 2]      (Linux; prints one JSON document)
 """
@@ -95,8 +96,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    proc = start_server(_free_port())
-    port = next(a for a in proc.args if a.startswith("--server.port=")).split("=")[1]
+    port = _free_port()
+    proc = start_server(port)
     out: dict = {"windows": []}
     try:
         with sync_playwright() as p:

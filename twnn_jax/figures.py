@@ -53,14 +53,9 @@ def _merge(base: dict, extra: dict) -> dict:
     out = {}
     for key in [*base, *(k for k in extra if k not in base)]:
         a, b = base.get(key), extra.get(key)
-        if key not in extra or b is None:
-            value = a
-        elif isinstance(b, dict):
-            value = _merge(a if isinstance(a, dict) else {}, b)
-        else:
-            value = b
-        if isinstance(value, dict) and value is a:
-            value = _merge(a, {})
+        value = a if b is None else b
+        if isinstance(value, dict):  # merged into a new dict (a copy when only one side has one)
+            value = _merge(a if isinstance(a, dict) else {}, b if isinstance(b, dict) else {})
         if value is not None:
             out[key] = value
     return out
