@@ -18,8 +18,6 @@ Every call of the trainer goes through one lock per runner, so a step never race
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import os
 import threading
@@ -35,9 +33,9 @@ from twnn_jax.train import (
     Call,
     TrainConfig,
     Trainer,
-    build_trainer,
     live_controls,
     run_calls,
+    trainer_for,
 )
 
 TASKS = ("sine", "digits", "adding")
@@ -72,16 +70,10 @@ def make_config(task: str = "sine", solver: str = "plain", grad_mode: str = "imp
     return TrainConfig(task=task, solver=solver, grad_mode=grad_mode, seed=int(seed), **DASHBOARD_CONFIG, **live)
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_trainer(config: TrainConfig) -> Trainer:
-    return build_trainer(config)
-
-
 def get_trainer(config: TrainConfig) -> Trainer:
-    """A built trainer, shared by every session with the same static settings (jitted functions are pure,
-    so sharing them shares compilations, never state). The seed and live values do not take part."""
-    static = dataclasses.replace(config, seed=0, **{k: getattr(TrainConfig, k) for k in LIVE_NAMES})
-    return _cached_trainer(static)
+    """A built trainer, shared by every session with the same static settings (`twnn_jax.train.trainer_for`:
+    jitted functions are pure, so sharing them shares compilations, never state)."""
+    return trainer_for(config)
 
 
 def compile_counts(trainer: Trainer) -> dict:

@@ -1,7 +1,7 @@
 """The networks: output shapes, the closed-gate single sweep, gates and iteration counts, sweep order,
 the spectral bound, and a step with a non-finite gradient being skipped.
 
-Tiny sizes throughout; trainers come from `twnn_jax.cli.trainer_for`, so a config another test file
+Tiny sizes throughout; trainers come from `twnn_jax.train.trainer_for`, so a config another test file
 already compiled is not compiled again.
 """
 
@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from twnn_jax.cli import trainer_for
 from twnn_jax.models import build_model
 from twnn_jax.tasks import adding_task, copy_task, digits_task, sine_task
-from twnn_jax.train import TrainConfig, live_controls, summarize
+from twnn_jax.train import TrainConfig, live_controls, summarize, trainer_for
 from twnn_jax.wormhole import SegmentSpec, SolveSettings, bounded, init_segment, sweep
 
 DIGITS = TrainConfig(task="digits", hidden=8, batch_size=16)  # resnet_fp, shared with test_train

@@ -1,7 +1,7 @@
 """Training: the loss goes down on every task, live controls never recompile, checkpoints round-trip and
 a resumed run continues bitwise, damaged checkpoints fail clearly, runs are reproducible.
 
-Tiny sizes; trainers come from `twnn_jax.cli.trainer_for` (one compile per config structure).
+Tiny sizes; trainers come from `twnn_jax.train.trainer_for` (one compile per config structure).
 """
 
 import json
@@ -14,8 +14,7 @@ import pytest
 
 from twnn_jax import checkpoint
 from twnn_jax.checkpoint import dumps_strict, json_safe, load_checkpoint, save_checkpoint
-from twnn_jax.cli import trainer_for
-from twnn_jax.train import STEPS_PER_CALL, TrainConfig, live_controls, summarize, summarize_run, train
+from twnn_jax.train import STEPS_PER_CALL, TrainConfig, live_controls, summarize, summarize_run, train, trainer_for
 
 # (config, steps) per task: a few hundred milliseconds of training each once compiled
 RUNS = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -46,10 +45,10 @@ from .train import (
     Call,
     LiveControls,
     TrainConfig,
-    build_trainer,
     check_value,
     live_controls,
     run_calls,
+    trainer_for,
 )
 
 METRICS_FILE = "metrics.jsonl"
@@ -176,26 +175,6 @@ def _positive_int(text: str) -> int:
 
 
 # ---- train -----------------------------------------------------------------------------------------
-_LIVE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in LIVE_FIELDS}
-
-
-@functools.lru_cache(maxsize=8)
-def _built(structure: TrainConfig):
-    return build_trainer(structure)
-
-
-def trainer_for(config: TrainConfig):
-    """`build_trainer(config)`, built once per process for configs that differ only in live controls.
-
-    The live controls reach the jitted functions as traced `LiveControls`, so such configs share one
-    compiled step (a resumed run, or a second run with another gate or tolerance, starts at once).
-    The returned trainer carries `config` itself.
-    """
-    for name in LIVE_FIELDS:
-        check_value(name, getattr(config, name))
-    return _built(dataclasses.replace(config, **_LIVE_DEFAULTS))._replace(config=config)
-
-
 def _is_run_dir(path: Path) -> bool:
     return any((path / name).exists() for name in (METRICS_FILE, STATE_FILE, CONFIG_FILE))
 

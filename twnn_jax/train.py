@@ -20,6 +20,7 @@ steps never recompiles. Everything in `TrainConfig` is static: changing it build
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -364,6 +365,25 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     run_steps.__doc__ = run.__doc__
     run_steps._cache_size = run_jit._cache_size  # what the no-recompilation checks read
     return Trainer(cfg, task, model, init, jax.jit(step), run_steps, jax.jit(evaluate), generate, contraction)
+
+
+@functools.lru_cache(maxsize=16)
+def _built_trainer(structure: TrainConfig) -> Trainer:
+    return build_trainer(structure)
+
+
+def trainer_for(config: TrainConfig) -> Trainer:
+    """`build_trainer(config)`, built once per process for configs that differ only in seed and live controls.
+
+    The one trainer cache of the project (CLI, dashboard, experiments, tests). The live controls reach the
+    jitted functions as traced `LiveControls` and the seed only `init`, so such configs share one compiled
+    step: a resumed run, a new seed or another gate starts at once. The returned trainer carries `config`.
+    """
+    for name in LiveControls._fields:
+        check_value(name, getattr(config, name))
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.name in LiveControls._fields or f.name == "seed"}
+    return _built_trainer(dataclasses.replace(config, **defaults))._replace(config=config)
 
 
 def summarize(metrics: dict) -> dict:
