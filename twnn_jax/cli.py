@@ -38,6 +38,7 @@ from .checkpoint import (
     save_checkpoint,
     write_atomic,
 )
+from .runs import evaluate_run
 from .train import (
     CHOICES,
     RANGES,
@@ -278,24 +279,6 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, stop)
 
 
-def _evaluate(trainer, state, live) -> dict:
-    """Evaluation-set numbers (and the sine's free-running generation) as plain Python values."""
-    import numpy as np
-
-    ev = jax.device_get(trainer.evaluate(state.params, live))
-    result = {
-        "eval_loss": float(ev["loss"]),
-        "eval_metric": float(ev["metric"]),
-        "eval_fwd_iters_mean": float(np.mean(ev["fwd_iters"])),
-        "eval_converged_frac": float(np.mean(ev["fwd_converged"])),
-    }
-    generated = None
-    if trainer.generate is not None:
-        generated = jax.device_get(trainer.generate(state.params, live))
-        result["sine_free_running_rmse"] = float(generated["rmse"])
-    return result, generated
-
-
 def _train(args) -> int:
     config, state, out, history = _prepare_run(args)
     try:
@@ -351,7 +334,7 @@ def _train(args) -> int:
     history = history + new
     save_checkpoint(out, state, config, history)
 
-    evaluation, generated = _evaluate(trainer, state, live)
+    evaluation, generated = evaluate_run(trainer, state, live)
     n = len(history)
     summary = {
         "task": config.task, "model": trainer.model.kind, "steps": int(state.step), "new_steps": len(new),
