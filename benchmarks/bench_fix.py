@@ -41,7 +41,7 @@ import twnn_jax  # noqa: E402
 BATCH = 64
 D_IN = 32
 TOL = 1e-5
-BWD_TOL = 1e-4
+BWD_TOL = TOL  # fix's default: the adjoint tolerance follows tol (--bwd-tol sets another, e.g. 1e-4)
 MAX_ITER = 300
 MEM_MAX_ITERS = (50, 100, 300)
 
@@ -651,7 +651,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="one small case (n=64, rho=0.5), fewer repeats")
     ap.add_argument("--markdown", metavar="PATH", help="also write a Markdown table to PATH")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds per case")
+    ap.add_argument("--bwd-tol", type=float, default=None,
+                    help=f"backward tolerance of every method (relative to max|g|); default: tol ({TOL:g}), "
+                         "as twnn_jax.fix does")
     a = ap.parse_args(argv)
+    global BWD_TOL
+    if a.bwd_tol is not None:
+        if not (math.isfinite(a.bwd_tol) and a.bwd_tol > 0):
+            ap.error(f"--bwd-tol must be a positive number; got {a.bwd_tol}")
+        BWD_TOL = a.bwd_tol
 
     if a.quick:
         cases, rounds, target_s = [(64, 0.5)], 11, 0.02
@@ -690,7 +698,8 @@ def main(argv=None):
         doc[f"all_{key}_met"] = {t: all(c[key][t] for c in doc["cases"]) for t in doc["cases"][0][key]}
     print(json.dumps(doc, indent=2, default=float))
     if a.markdown:
-        cmd = "python benchmarks/bench_fix.py" + (" --quick" if a.quick else "") + f" --markdown {a.markdown}"
+        cmd = ("python benchmarks/bench_fix.py" + (" --quick" if a.quick else "")
+               + (f" --bwd-tol {a.bwd_tol:g}" if a.bwd_tol is not None else "") + f" --markdown {a.markdown}")
         with open(a.markdown, "w") as fh:
             fh.write(to_markdown(doc, cmd))
         log(f"wrote {a.markdown}")

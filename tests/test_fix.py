@@ -299,3 +299,95 @@ def test_structure_shape_dtype_mismatches_raise():
         tj.fix(lambda z: z, jnp.zeros(3, jnp.int32))
     with pytest.raises(ValueError, match="probe"):
         tj.fix(lambda z: 0.5 * z, jnp.zeros(3), probe=jnp.zeros((2, 3)))
+
+
+# ---- derivative accuracy follows the requested tol (the adjoint/tangent tolerance defaults to tol) ----
+def _dense_tanh(n=12, rho=0.6):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    w = jax.random.normal(k1, (n, n))
+    return lambda z, w, x: jnp.tanh(w @ z + x), rho * w / jnp.linalg.norm(w, 2), jax.random.normal(k2, (n,))
+
+
+def _derivative_errors(tol, **extra):
+    """(relative error of a directional derivative of the loss against central differences,
+    max |jacfwd - jacrev| / max |jacrev|) for fix(..., tol=tol, **extra)."""
+    f, w, x = _dense_tanh()
+    n = x.shape[0]
+
+    def solution(w, tol, **kw):
+        return tj.fix(f, jnp.zeros(n), w, x, tol=tol, max_iter=5000, **kw)[0]
+
+    def loss(w, tol, **kw):
+        return jnp.sum(jnp.sin(solution(w, tol, **kw)))
+
+    direction = jax.random.normal(jax.random.PRNGKey(3), w.shape)
+    eps = 1e-5
+    fd = (loss(w + eps * direction, 1e-14) - loss(w - eps * direction, 1e-14)) / (2 * eps)
+    ad = jnp.vdot(jax.grad(loss)(w, tol, **extra), direction)
+    jf = jax.jacfwd(solution)(w, tol, **extra)
+    jr = jax.jacrev(solution)(w, tol, **extra)
+    return float(abs(ad - fd) / abs(fd)), float(jnp.max(jnp.abs(jf - jr)) / jnp.max(jnp.abs(jr)))
+
+
+def test_derivative_accuracy_follows_tol():
+    """Gradient and Jacobians get as accurate as the forward tol asks (the old fixed bwd_tol=1e-4 stopped
+    them near 1e-6 / 2e-5 whatever tol was); an explicit bwd_tol still trades accuracy for speed."""
+    errors = {tol: _derivative_errors(tol) for tol in (1e-6, 1e-9, 1e-12)}
+    for tol, (grad_err, jac_err) in errors.items():
+        assert grad_err <= max(10 * tol, 1e-7), (tol, grad_err)  # 1e-7: the finite differences' own error
+        assert jac_err <= 10 * tol, (tol, jac_err)
+    assert errors[1e-12][1] < errors[1e-9][1] < errors[1e-6][1]
+    loose_grad, loose_jac = _derivative_errors(1e-12, bwd_tol=1e-4)
+    assert loose_grad > 10 * errors[1e-12][0] and loose_jac > 1e3 * errors[1e-12][1]
+
+
+# ---- throw=True: a solve that did not converge raises, inside jit too ----------------------------------
+def _throw_problem():
+    return lambda z, a: jnp.tanh(a * z) + 0.3, jnp.zeros(3)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_throw_raises_for_a_forward_solve_that_did_not_converge(jit):
+    f, z0 = _throw_problem()
+    solve = lambda a: tj.fix(f, z0, a, tol=1e-6, max_iter=2, throw=True)[0]  # noqa: E731
+    with pytest.raises(Exception, match=r"the forward solve did not converge: after 2 iterations the residual "
+                                        r"\S+ is still above tol 1e-06"):
+        jax.block_until_ready((jax.jit(solve) if jit else solve)(0.9))
+
+
+def test_throw_names_the_samples_under_vmap_and_non_finite_steps():
+    f, z0 = _throw_problem()
+    solve = jax.jit(jax.vmap(lambda a: tj.fix(f, z0, a, tol=1e-6, max_iter=4, throw=True)[0]))
+    with pytest.raises(Exception, match=r"1 of 3 samples; the first is sample 2"):
+        jax.block_until_ready(solve(jnp.array([0.0, 0.01, 0.99])))
+    with pytest.raises(Exception, match="a step went non-finite"):
+        jax.block_until_ready(tj.fix(lambda z: 3.0 * z + 1.0, jnp.zeros(2), max_iter=10_000, throw=True)[0])
+
+
+@pytest.mark.parametrize("which, transform",
+                         [("adjoint \\(backward\\)", "grad"), ("tangent \\(forward-mode\\)", "jvp")])
+def test_throw_raises_for_a_derivative_solve_that_did_not_converge(which, transform):
+    f, z0 = _throw_problem()
+    solution = lambda a, **kw: tj.fix(f, z0, a, tol=1e-8, throw=True, **kw)[0]  # noqa: E731
+    if transform == "grad":
+        run = jax.jit(jax.grad(lambda a, **kw: jnp.sum(solution(a, **kw))), static_argnames="bwd_max_iter")
+    else:
+        run = jax.jit(lambda a, **kw: jax.jvp(lambda b: solution(b, **kw), (a,), (1.0,))[1],
+                      static_argnames="bwd_max_iter")
+    assert bool(jnp.all(jnp.isfinite(run(0.9, bwd_max_iter=300))))  # converges: no error
+    with pytest.raises(Exception, match=f"the {which} solve did not converge: after 2 iterations the residual "
+                                        r"\S+ is still above bwd_tol \(relative to the right-hand side\) 1e-08"):
+        jax.block_until_ready(run(0.9, bwd_max_iter=2))
+
+
+def test_throw_off_changes_nothing():
+    """On a solve that converges, throw=True returns exactly what throw=False does, values and gradients."""
+    f, z0 = _throw_problem()
+    quiet, checked = (tj.fix(f, z0, 0.9, tol=1e-6, throw=t) for t in (False, True))
+    for a, b in zip(jax.tree.leaves(quiet), jax.tree.leaves(checked)):
+        np.testing.assert_array_equal(a, b)
+    g_quiet, g_checked = (jax.grad(lambda a, t=t: jnp.sum(tj.fix(f, z0, a, tol=1e-8, throw=t)[0]))(0.9)
+                          for t in (False, True))
+    assert float(g_quiet) == float(g_checked)
+    with pytest.raises(ValueError, match="throw must be True or False"):
+        tj.fix(f, z0, 0.9, throw=1)

@@ -92,11 +92,12 @@ def fix(
     norm: str = "max",
     relative: bool = False,
     grad_mode: str = "implicit",
-    bwd_tol=1e-4,
+    bwd_tol=None,
     bwd_max_iter=None,
     trajectory: int = 0,
     unroll_capacity: int | None = None,
     probe=None,
+    throw: bool = False,
 ):
     """Iterate `z <- f(z, *args)` from `z0` to a fixed point; returns `(z, FixStats)`.
 
@@ -113,9 +114,15 @@ def fix(
         iterations, a `lax.scan` of `unroll_capacity` steps, masked after `max_iter`) or "one_step"
         (Jacobian-free: differentiate one application of f at the fixed point).
       bwd_tol: tolerance of the adjoint (and tangent) solve, relative to the size of its right-hand
-        side; bwd_max_iter defaults to max_iter.
+        side. None (default): the forward `tol`, so derivatives are as accurate as the fixed point
+        asked for (a fixed looser value made gradients silently wrong at tight `tol`). Set it to trade
+        derivative accuracy for speed. bwd_max_iter defaults to max_iter.
       trajectory: static capacity; record the residual at each of the first `trajectory` steps.
       probe: from `backward_probe(...)`; its gradient carries the adjoint statistics.
+      throw: static bool. True: a forward, tangent or adjoint solve that stops without converging
+        (max_iter reached, or a non-finite step) raises at run time, inside `jit` too, with a message
+        naming the solve, the iterations, the residual and the tolerance (under `jit` it arrives as
+        a `JaxRuntimeError` carrying that message). False (default): the flags in the stats say it.
 
     >>> import jax.numpy as jnp
     >>> z, stats = fix(lambda z, a: 0.5 * z + a, jnp.zeros(3), jnp.ones(3), tol=1e-6)
@@ -130,10 +137,14 @@ def fix(
         raise ValueError(f"grad_mode must be one of {GRAD_MODES}, got {grad_mode!r}")
     if not isinstance(trajectory, int) or trajectory < 0:
         raise ValueError(f"trajectory must be a non-negative int (a static capacity), got {trajectory!r}")
+    if not isinstance(throw, bool):
+        raise ValueError(f"throw must be True or False (a static choice), got {throw!r}")
     if not isinstance(anderson_memory, int) or anderson_memory < 1:
         raise ValueError(f"anderson_memory must be an int >= 1, got {anderson_memory!r}")
     _check_scalar("tol", tol, low=0.0, strict=True)
     _check_scalar("max_iter", max_iter, low=1, strict=False, integer=True)
+    if bwd_tol is None:
+        bwd_tol = tol
     _check_scalar("bwd_tol", bwd_tol, low=0.0, strict=True)
     if bwd_max_iter is not None:
         _check_scalar("bwd_max_iter", bwd_max_iter, low=1, strict=False, integer=True)
@@ -165,10 +176,14 @@ def fix(
     if grad_mode == "unrolled":
         z0 = jax.lax.stop_gradient(z0)
         z, stats = iterate(lambda z: f(z, *args), z0, scan_length=unroll_capacity, **solve_kw)
+        if throw:
+            z = raise_if_failed(z, stats, tol, "forward")
         return _report_forward_work(z, probe, stats, bwd_settings.trajectory), stats
 
     frozen = jax.lax.stop_gradient((z0, args))
     z_star, stats = iterate(lambda z: f(z, *frozen[1]), frozen[0], **solve_kw)
+    if throw:
+        z_star = raise_if_failed(z_star, stats, tol, "forward")
 
     if grad_mode == "one_step":
         z = f(z_star, *args)
@@ -182,19 +197,20 @@ def fix(
         anderson_mixing=anderson_mixing,
     )
     adjoint = {k: jnp.asarray(v) for k, v in adjoint.items()}
-    z = _implicit(f, bwd_settings, z_star, args, adjoint, probe)
+    z = _implicit(f, bwd_settings, throw, z_star, args, adjoint, probe)
     return z, stats
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _implicit(f, settings, z_star, args, dyn, probe):
-    """`z_star` with the derivative of the fixed point; `settings` are those of the tangent/adjoint solves."""
-    del f, settings, args, dyn, probe
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _implicit(f, settings, throw, z_star, args, dyn, probe):
+    """`z_star` with the derivative of the fixed point; `settings` are those of the tangent/adjoint solves,
+    `throw` whether a tangent/adjoint solve that did not converge raises."""
+    del f, settings, throw, args, dyn, probe
     return z_star
 
 
 @_implicit.defjvp
-def _implicit_jvp(f, settings, primals, tangents):
+def _implicit_jvp(f, settings, throw, primals, tangents):
     z_star, args, dyn, probe = primals
     _, dargs, _, dprobe = tangents
     f_z = lambda z: f(z, *args)  # noqa: E731
@@ -208,13 +224,21 @@ def _implicit_jvp(f, settings, primals, tangents):
     def rel_tol(rhs):
         return dyn["bwd_tol"].astype(dtype) * jnp.maximum(tree_norm(rhs, settings.norm), tiny)
 
+    def relative(st, rhs):
+        """The residual relative to the right-hand side's size, as the stopping test (and bwd_tol) reads it."""
+        scale = jnp.maximum(tree_norm(rhs, settings.norm), tiny).astype(st.residual.dtype)
+        return st._replace(residual=st.residual / scale,
+                           trajectory=None if st.trajectory is None else st.trajectory / scale)
+
     def tangent_solve(rhs):
         step = lambda x: jax.tree.map(jnp.add, rhs, jvp_z(x))  # noqa: E731
-        return iterate(step, rhs, tol=rel_tol(rhs), settings=settings._replace(trajectory=0), **kw)[0]
+        x, st = iterate(step, rhs, tol=rel_tol(rhs), settings=settings._replace(trajectory=0), **kw)
+        return raise_if_failed(x, relative(st, rhs), dyn["bwd_tol"], "tangent (forward-mode)") if throw else x
 
     def adjoint_solve(rhs):
         step = lambda u: jax.tree.map(jnp.add, rhs, vjp_z(u)[0])  # noqa: E731
-        return iterate(step, rhs, tol=rel_tol(rhs), settings=settings, **kw)
+        u, st = iterate(step, rhs, tol=rel_tol(rhs), settings=settings, **kw)
+        return (raise_if_failed(u, relative(st, rhs), dyn["bwd_tol"], "adjoint (backward)") if throw else u), st
 
     def matvec_z(x):
         return jax.tree.map(jnp.subtract, x, jvp_z(x))
@@ -240,14 +264,46 @@ def _implicit_jvp(f, settings, primals, tangents):
 
     def transpose_solve(_, rhs):
         u, st = adjoint_solve(rhs[0])
-        # report the adjoint residual relative to ||g||, as the stopping test and BackwardStats say
-        scale = jnp.maximum(tree_norm(rhs[0], settings.norm), tiny).astype(st.residual.dtype)
-        st = st._replace(residual=st.residual / scale,
-                         trajectory=None if st.trajectory is None else st.trajectory / scale)
+        st = relative(st, rhs[0])  # the adjoint residual relative to ||g||, as BackwardStats reports it
         return u, rhs[1] + encode(st, settings.trajectory, rhs[1].dtype)
 
     dz, _ = lax.custom_linear_solve(matvec, (b, b_probe), solve, transpose_solve)
     return z_star, dz
+
+
+class FixError(RuntimeError):
+    """A solve of `fix(..., throw=True)` stopped without converging."""
+
+
+def raise_if_failed(x, stats: FixStats, tol, solve: str):
+    """`x`, or a `FixError` at run time (inside `jit` too) when the solve behind `stats` did not converge.
+
+    The check runs on the host through `jax.pure_callback`; `x` passes through a select on its answer,
+    so the check cannot be dropped as dead code. Under `vmap` it sees the whole batch at once.
+    """
+    tol_name = "tol" if solve == "forward" else "bwd_tol (relative to the right-hand side)"
+
+    def check(converged, diverged, iters, residual, tol):
+        failed = ~np.asarray(converged, bool)
+        if np.any(failed):
+            where = np.flatnonzero(np.ravel(failed))
+            first = int(where[0])
+            it, res = np.ravel(iters)[first], np.ravel(residual)[first]
+            tol_ = np.broadcast_to(tol, np.shape(converged)).ravel()[first]
+            what = ("a step went non-finite" if np.ravel(diverged)[first] else
+                    f"the residual {res:.3g} is still above {tol_name} {tol_:.3g}")
+            batch = f" ({where.size} of {failed.size} samples; the first is sample {first})" if failed.size > 1 else ""
+            raise FixError(
+                f"fix(throw=True): the {solve} solve did not converge{batch}: after {int(it)} iterations "
+                f"{what}. Raise max_iter (or bwd_max_iter), loosen tol (bwd_tol), use a damped or "
+                "Anderson solver, or make the map contract; throw=False returns the flags instead."
+            )
+        return np.ones(np.shape(converged), bool)
+
+    ok = jax.pure_callback(check, jax.ShapeDtypeStruct(jnp.shape(stats.converged), jnp.bool_), stats.converged,
+                           stats.diverged, stats.iters, stats.residual, jnp.asarray(tol),
+                           vmap_method="broadcast_all")
+    return jax.tree.map(lambda a: jnp.where(ok, a, jnp.full_like(a, jnp.nan)), x)
 
 
 def _report_forward_work(z, probe, stats, capacity):
