@@ -33,6 +33,9 @@ def _is_concrete(x) -> bool:
         return False
 
 
+INT32_MAX = 2**31 - 1  # iteration counts are int32
+
+
 def _check_scalar(name, value, *, low, strict, integer=False):
     if not _is_concrete(value):
         return
@@ -48,6 +51,8 @@ def _check_scalar(name, value, *, low, strict, integer=False):
     if bad:
         rel = ">" if strict else ">="
         raise ValueError(f"{name} must be {rel} {low}, got {v}")
+    if integer and v > INT32_MAX:
+        raise ValueError(f"{name} must be <= {INT32_MAX} (iteration counts are int32), got {int(v)}")
 
 
 def _check_structure(f, z0, args):

@@ -54,9 +54,13 @@ def tree_norm(x, norm: str) -> jax.Array:
     leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(x) if jnp.size(leaf) > 0]
     if not leaves:
         return jnp.zeros(())
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in leaves]))
     if norm == "max":
-        return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in leaves]))
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+        return largest
+    # Euclidean, scaled by the largest entry: squares of entries past sqrt(dtype max) (~1.8e19 in float32)
+    # would overflow to inf, and a finite step would read as non-finite (or ||d|| / inf = 0 as converged).
+    scale = jnp.where((largest > 0) & jnp.isfinite(largest), largest, 1)
+    return scale * jnp.sqrt(sum(jnp.sum(jnp.square(leaf / scale)) for leaf in leaves))
 
 
 def _tree_where(cond, a, b):
@@ -80,6 +84,8 @@ def _anderson_next(x, fx, t, hist, *, memory: int, mixing, reg):
     g = fs - xs
     valid = jnp.arange(memory) < jnp.minimum(t + 1, memory)
     both = valid[:, None] & valid[None, :]
+    if jnp.finfo(g.dtype).bits < 32:  # the least-squares solve has no half-precision kernels: do it in float32
+        g = g.astype(jnp.float32)
     gram = jnp.where(both, g @ g.T, 0.0)
     n_valid = jnp.sum(valid)
     scale = jnp.trace(gram) / n_valid + jnp.finfo(gram.dtype).tiny
@@ -88,7 +94,7 @@ def _anderson_next(x, fx, t, hist, *, memory: int, mixing, reg):
     ones = valid.astype(gram.dtype)
     system = jnp.block([[jnp.zeros((1, 1), gram.dtype), ones[None, :]], [ones[:, None], gram]])
     rhs = jnp.zeros((memory + 1,), gram.dtype).at[0].set(1.0)
-    alpha = jnp.linalg.solve(system, rhs)[1:]
+    alpha = jnp.linalg.solve(system, rhs)[1:].astype(fs.dtype)
     new = mixing * (alpha @ fs) + (1.0 - mixing) * (alpha @ xs)
     # A singular system gives a non-finite mix: fall back to the plain step for that sample.
     new = jnp.where(jnp.all(jnp.isfinite(new)), new, flat_fx)
