@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from twnn_jax import cli
+from twnn_jax import cli, runs
 from twnn_jax import train as train_module
 from twnn_jax.checkpoint import load_checkpoint
 from twnn_jax.train import STEPS_PER_CALL
@@ -124,13 +124,13 @@ def test_checkpoint_every_is_exact(tmp_path, monkeypatch):
     """Periodic checkpoints land on the requested steps although steps run many per call."""
     out = tmp_path / "periodic"
     seen = []
-    real = cli.save_checkpoint
+    real = runs.save_checkpoint
 
     def spy(directory, state, config, history=None):
         seen.append(int(state.step))
         return real(directory, state, config, history)
 
-    monkeypatch.setattr(cli, "save_checkpoint", spy)
+    monkeypatch.setattr(runs, "save_checkpoint", spy)
     assert cli.main(["train", *TINY, "--steps", "45", "--checkpoint-every", "20", "--out", str(out)]) == 0
     assert seen == [0, 20, 40, 45]
     assert [r["step"] for r in _strict_lines(out / "metrics.jsonl")] == list(range(1, 46))
