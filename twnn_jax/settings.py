@@ -204,8 +204,9 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 def parse_number(text: str, integer: bool):
     """A plain decimal number (ASCII digits, optional sign, point and exponent; no "_", "nan", "inf" or other
-    scripts' digits) -> int or float. Returns None when `text` is not one or (integer) not a whole number."""
-    if not _DECIMAL.fullmatch(text):
+    scripts' digits; at most 100 characters) -> int or float. Returns None when `text` is not one or (integer)
+    not a whole number."""
+    if len(text) > 100 or not _DECIMAL.fullmatch(text):
         return None
     if not integer:
         return float(text)
