@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiment", help="run a named experiment (paper)", allow_abbrev=False)
     exp.add_argument("name", choices=["paper"], help="the experiment: paper = the paper's tables and figures")
-    exp.add_argument("--out", type=Path, default=Path("assets"), help="output directory (default assets)")
+    exp.add_argument("--out", type=_path_type("a directory"), default=Path("assets"),
+                     help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
     exp.add_argument("--seeds", type=_count_type("seeds", 1, 1000), default=None, help="number of seeds")
 
