@@ -1,35 +1,41 @@
-"""The sidebar's widgets and their URL query parameters.
+"""The sidebar's widgets and their URL query parameters, generated from `twnn_jax.settings.DECLARATION`.
+
+Every setting declared with `dashboard=True` gets a widget (a select box for choices, a slider over a
+log grid for `log` settings, a slider or a number box otherwise) whose label, help, default and range
+come from the declaration; live settings are drawn under "Live controls", the others under "Model".
+Only the page's own choices live here: the tasks it offers (`session.TASKS`) and the presets.
 
 Each control's widget key is also its query parameter (`?task=sine&tol=0.001&gate=-2.0...`). The
-URL is read once when a session starts: a value the library's `check_value` rejects (or an unknown
-parameter) gives a visible warning naming it and its allowed range, and the default is used. After
-every run the URL is rewritten from the widgets, so copying it reproduces the view.
+URL is read once when a session starts, with the library's strict parser (`settings.parse_value`): a
+value it rejects (or an unknown parameter) gives a visible warning naming it and its allowed range,
+shows what was sent as inert text (a code span, cut to `settings.ECHO_LIMIT` characters), and the
+default is used. After every run the URL is rewritten from the widgets, so copying it reproduces the view.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from twnn_jax.train import CHOICES, RANGES, TrainConfig, check_value
+from twnn_jax.settings import DASHBOARD, SETTINGS, Setting, SettingError, parse_value, shorten
 
 from .session import TASKS
 
-GRAD_MODES = tuple(CHOICES["grad_mode"])
-SOLVERS = tuple(CHOICES["solver"])
+# The page's own restrictions of a setting's choices: the tasks it has panels for.
+PAGE_CHOICES = {"task": TASKS}
 
 
-def _log_options(low_exp: int, high_exp: int) -> list[float]:
-    """1, 3 per decade: 1e-8, 3e-8, 1e-7, ..., up to 10**high_exp."""
-    out = []
-    for e in range(low_exp, high_exp + 1):
-        out.append(float(f"1e{e}"))
-        if e < high_exp:
-            out.append(float(f"3e{e}"))
-    return out
+def log_grid(setting: Setting) -> tuple:
+    """Log-spaced widget values within the setting's range: 1, 3 per decade (1, 2, 3, 5 for integers)."""
+    mantissas = (1, 2, 3, 5) if setting.type is int else (1, 3)
+    low_exp, high_exp = math.floor(math.log10(setting.low)), math.ceil(math.log10(setting.high))
+    values = (setting.type(float(f"{m}e{e}")) for e in range(low_exp, high_exp + 1) for m in mantissas)
+    return tuple(v for v in values if setting.low <= v <= setting.high)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,68 +50,36 @@ class Control:
     high: float | None = None
     step: float | None = None
     rebuilds: bool = False  # changing it builds a new trainer (and resets the run)
+    integer: bool = False
 
     def parse(self, raw: str) -> Any:
-        """A URL string -> a checked value; ValueError naming the parameter and its allowed values."""
-        if self.kind == "select":
-            allowed = self.options
-            if raw not in allowed:
-                raise ValueError(f"{self.key} must be one of {', '.join(map(str, allowed))}; got {raw!r}")
-            return raw
-        try:
-            number = float(raw)
-        except ValueError:
-            low, high, _ = RANGES[self.key]
-            raise ValueError(f"{self.key} must be a number in [{low:g}, {high:g}]; got {raw!r}") from None
-        integer = RANGES[self.key][2]
-        value: Any = number
-        if integer and number.is_integer():
-            value = int(number)
-        check_value(self.key, value)  # the library's ranges: one source of truth with the CLI
+        """A URL string -> a checked value; `SettingError` (a ValueError) naming the parameter and what it allows."""
+        value = parse_value(self.key, raw)  # the library's strict parser: one source of truth with the CLI
+        if self.kind == "select" and value not in self.options:
+            raise SettingError(self.key, "one of " + ", ".join(map(str, self.options)), repr(shorten(raw)))
         return value
 
     def format(self, value: Any) -> str:
         if isinstance(value, bool) or isinstance(value, str):
             return str(value)
-        if isinstance(value, int) or (self.kind == "int"):
+        if isinstance(value, int) or self.integer:
             return str(int(value))
         return repr(float(value))
 
 
-_DEFAULT = TrainConfig()
+def _control(s: Setting) -> Control:
+    common = dict(key=s.name, label=s.label, default=s.default, help=s.help, low=s.low, high=s.high,
+                  rebuilds=not s.live, integer=s.type is int)
+    if s.choices:
+        return Control(kind="select", options=tuple(PAGE_CHOICES.get(s.name, s.choices)), **common)
+    if s.log:
+        return Control(kind="log", options=log_grid(s), **common)
+    if s.type is float:
+        return Control(kind="slider", step=s.step, **common)
+    return Control(kind="int", step=s.step or 1, **common)
 
-CONTROLS: dict[str, Control] = {c.key: c for c in [
-    Control("task", "Task", "select", "sine",
-            "sine: generate a wave (small net, one wormhole). digits: classify 8x8 images (residual net with two "
-            "fixed-point blocks). adding: add two marked numbers of a sequence (a fixed point at every time step).",
-            options=TASKS, rebuilds=True),
-    Control("solver", "Solver", "select", _DEFAULT.solver,
-            "How the fixed point is found: plain iteration z <- f(z) (the paper), damped (z <- z + d (f(z) - z)), "
-            "or Anderson acceleration.", options=SOLVERS, rebuilds=True),
-    Control("grad_mode", "Gradient mode", "select", _DEFAULT.grad_mode,
-            "implicit: solve the adjoint equation by the same iteration (memory flat). unrolled: backprop "
-            "through the iterations. one_step: differentiate one application of f at the fixed point.",
-            options=GRAD_MODES, rebuilds=True),
-    Control("seed", "Seed", "int", _DEFAULT.seed, "Initial weights and batch order. Changing it restarts the run.",
-            low=0, high=2**31 - 1, step=1, rebuilds=True),
-    Control("tol", "Tolerance (forward)", "log", _DEFAULT.tol,
-            "Stop iterating when ‖z_t − z_{t−1}‖ ≤ tol. Tighter: more iterations, a more exact fixed point.",
-            options=tuple(_log_options(-8, 0))),
-    Control("max_iter", "Max iterations", "log", _DEFAULT.max_iter,
-            "Cap on forward (and adjoint) iterations. A solve that hits it is reported as not converged.",
-            options=(1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 2000, 5000, 10000)),
-    Control("gate", "Gate bias", "slider", _DEFAULT.gate,
-            "Added to every wormhole gate before its sigmoid. Very negative: gates shut, a plain feed-forward "
-            "pass. Positive: wormholes open, the net 'thinks longer'.", low=-20.0, high=20.0, step=0.25),
-    Control("damping", "Damping", "slider", _DEFAULT.damping,
-            "Step size of the damped solver (and of the adjoint solve when damped); ignored by plain and Anderson.",
-            low=0.01, high=1.0, step=0.01),
-    Control("bwd_tol", "Backward tolerance", "log", _DEFAULT.bwd_tol,
-            "Stopping tolerance of the adjoint solve, relative to the size of the incoming gradient.",
-            options=tuple(_log_options(-8, 0))),
-    Control("lr", "Learning rate", "log", _DEFAULT.lr, "Adam's step size (gradients are clipped to norm 1).",
-            options=tuple(_log_options(-6, 0))),
-]}
+
+CONTROLS: dict[str, Control] = {name: _control(SETTINGS[name]) for name in DASHBOARD}
 
 REBUILD_KEYS = tuple(k for k, c in CONTROLS.items() if c.rebuilds)
 LIVE_KEYS = tuple(k for k, c in CONTROLS.items() if not c.rebuilds)
@@ -144,14 +118,27 @@ def read_url_once() -> None:
     for key, raw in params.items():
         control = CONTROLS.get(key)
         if control is None:
-            warnings.append(f"Unknown URL parameter `{key}` ignored (known: {', '.join(CONTROLS)}).")
+            warnings.append(f"Unknown URL parameter {inert(key)} ignored (known: {', '.join(CONTROLS)}).")
             continue
         try:
             st.session_state[key] = control.parse(raw)
-        except ValueError as err:
-            warnings.append(f"URL parameter `{key}={raw}` rejected: {err}. Using the default "
-                            f"{key}={control.format(control.default)}.")
+        except SettingError as err:  # its `allowed` is the declaration's text, never the user's
+            warnings.append(f"URL parameter {inert(f'{key}={raw}')} rejected: {key} must be {err.allowed}. "
+                            f"Using the default {key}={control.format(control.default)}.")
     st.session_state["_url_warnings"] = warnings
+
+
+def inert(text: str) -> str:
+    """`text` (from a URL) as Markdown that shows it literally: a code span, cut to `settings.ECHO_LIMIT`
+    characters, its fence longer than any run of backticks inside (so nothing in it is a link, an image,
+    HTML or formatting), control characters shown as "�"."""
+    shown = "".join(ch if ch.isprintable() else "\ufffd" for ch in shorten(text))
+    if not shown:
+        return "(empty)"
+    fence = "`" * (1 + max((len(run) for run in re.findall("`+", shown)), default=0))
+    if shown[0] == "`" or shown[-1] == "`" or (shown[0] == " " and shown[-1] == " "):
+        shown = f" {shown} "  # CommonMark strips one space each side: the text itself stays as sent
+    return f"{fence}{shown}{fence}"
 
 
 def write_url(values: dict) -> None:
@@ -175,7 +162,7 @@ def _clear_url_warnings() -> None:
 
 
 def _fmt_option(control: Control) -> Callable[[Any], str]:
-    if control.key == "max_iter":
+    if control.integer:
         return lambda v: f"{int(v)}"
     return lambda v: f"{float(v):.0e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 
 import numpy as np
@@ -16,6 +15,7 @@ import plotly.io as pio
 import streamlit as st
 
 from twnn_jax import figures
+from twnn_jax.checkpoint import dumps_strict
 
 from . import live_chart
 from .controls import CONTROLS
@@ -324,8 +324,8 @@ def history_csv(runner: Runner) -> str:
 
 def run_json(runner: Runner) -> str:
     snap = runner.snapshot()
-    return json.dumps({"config": runner.config.to_dict(), "live": snap["live"], "steps": snap["step"],
-                       "history": snap["history"]}, indent=1, default=str)
+    return dumps_strict({"config": runner.config.to_dict(), "live": snap["live"], "steps": snap["step"],
+                         "history": snap["history"]}, indent=1)  # strict JSON: non-finite numbers as null
 
 
 def figures_html(runner: Runner) -> str:

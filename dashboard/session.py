@@ -28,6 +28,7 @@ from collections import deque
 import jax
 import numpy as np
 
+from twnn_jax.settings import LIVE
 from twnn_jax.train import (
     STEPS_PER_CALL,
     Call,
@@ -39,7 +40,7 @@ from twnn_jax.train import (
 )
 
 TASKS = ("sine", "digits", "adding")
-LIVE_NAMES = ("tol", "max_iter", "gate", "damping", "bwd_tol", "lr")
+LIVE_NAMES = LIVE  # the live settings of twnn_jax.settings (traced: they change without a rebuild)
 # Small sizes so a step takes milliseconds on a CPU; everything else is the library's default.
 DASHBOARD_CONFIG = dict(hidden=32, batch_size=32, trajectory=60, seq_len=20)
 
@@ -64,10 +65,10 @@ _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _page_first = threading.Lock()
 
 
-def make_config(task: str = "sine", solver: str = "plain", grad_mode: str = "implicit", seed: int = 0,
-                **live) -> TrainConfig:
-    """The dashboard's run config: small sizes, trajectories recorded, live values as the start values."""
-    return TrainConfig(task=task, solver=solver, grad_mode=grad_mode, seed=int(seed), **DASHBOARD_CONFIG, **live)
+def make_config(task: str = "sine", **settings) -> TrainConfig:
+    """The dashboard's run config: small sizes, trajectories recorded, the widgets' values (model settings and
+    live start values) over the library's defaults."""
+    return TrainConfig(**{**DASHBOARD_CONFIG, "task": task, **settings})
 
 
 def get_trainer(config: TrainConfig) -> Trainer:

@@ -4,13 +4,14 @@ experiment subcommands without starting anything heavy.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from twnn_jax import cli
+from twnn_jax import cli, runs
 from twnn_jax import train as train_module
 from twnn_jax.checkpoint import load_checkpoint
 from twnn_jax.train import STEPS_PER_CALL
@@ -124,13 +125,13 @@ def test_checkpoint_every_is_exact(tmp_path, monkeypatch):
     """Periodic checkpoints land on the requested steps although steps run many per call."""
     out = tmp_path / "periodic"
     seen = []
-    real = cli.save_checkpoint
+    real = runs.save_checkpoint
 
     def spy(directory, state, config, history=None):
         seen.append(int(state.step))
         return real(directory, state, config, history)
 
-    monkeypatch.setattr(cli, "save_checkpoint", spy)
+    monkeypatch.setattr(runs, "save_checkpoint", spy)
     assert cli.main(["train", *TINY, "--steps", "45", "--checkpoint-every", "20", "--out", str(out)]) == 0
     assert seen == [0, 20, 40, 45]
     assert [r["step"] for r in _strict_lines(out / "metrics.jsonl")] == list(range(1, 46))
@@ -220,3 +221,51 @@ def test_report_survives_non_finite_history():
                 "gate_mean": None} for i in range(1, 5)]
     page = render_report(history, config=TrainConfig(), summary={"final_loss": float("nan")}, metric_name="acc")
     assert page.count("<div id=") >= 4 and "NaN" not in page.split("<script")[0]
+
+
+def _bad_paths(tmp_path: Path) -> dict[str, str]:
+    """A name for each kind of bad directory path -> the path."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    return {"an existing file": str(a_file), "a path under a file": str(a_file / "run"),
+            "/proc/nope": "/proc/nope", "an unwritable place (/sys)": "/sys/nope",
+            "an unwritable directory": str(locked / "run")}
+
+
+@pytest.mark.parametrize("flag", ["--out", "--resume"])
+def test_bad_paths_exit_at_once_with_one_line(flag, run_dir, tmp_path, monkeypatch, capsys):
+    """Each bad path: exit 2 with one line naming the flag and what is wrong, before any trainer is built."""
+    def no_jax_work(config):
+        raise AssertionError("a trainer was built before the path was checked")
+
+    monkeypatch.setattr(runs, "trainer_for", no_jax_work)
+    monkeypatch.setattr(runs, "load_checkpoint", no_jax_work)
+    cases = _bad_paths(tmp_path)
+    if flag == "--resume":
+        cases.pop("an unwritable directory")  # its parent exists: "no such directory", covered below
+        cases["no such directory"] = str(tmp_path / "nothing")
+    for kind, path in cases.items():
+        if kind == "an unwritable directory" and os.geteuid() == 0:
+            continue  # root writes anywhere the file system allows; /proc and /sys stand in for it
+        args = ["train", *(TINY if flag == "--out" else ["--quiet"]), "--steps", "1", flag, path]
+        assert cli.main(args) == 2, kind
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err, (kind, err)
+        assert err.startswith(f"twnn train: error: {flag} {path}: "), (kind, err)
+    # --out "" is refused, not read as the current directory
+    assert cli.main(["train", *TINY, flag, ""]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"argument {flag}: the path is empty" in err, err
+    # resuming into a bad --out is refused before the checkpoint is read
+    assert cli.main(["train", "--resume", str(run_dir), "--out", "/proc/nope"]) == 2
+    assert capsys.readouterr().err.startswith("twnn train: error: --out /proc/nope: cannot write in /proc")
+
+
+def test_run_directory_checks_leave_nothing_behind(tmp_path):
+    """The writability probe removes what it made; a path that will be created is fine."""
+    runs.check_out_dir(tmp_path / "new" / "deeper")
+    runs.check_out_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -348,5 +348,89 @@ def test_nonfinite_steps_are_reported_and_reset_recovers():
     at.run()
     assert any("non-finite" in e.value for e in at.error)
     assert metric(at, "Loss") == "nan"
+
+    def refuse(token):
+        raise AssertionError(f"non-strict JSON token {token} in the run export")
+
+    exported = json.loads(panels.run_json(r), parse_constant=refuse)  # strict JSON: NaN is null
+    assert exported["history"][-1]["loss"] is None
     at.button(key="reset").click().run()
     assert metric(at, "Step") == "0" and not any("non-finite" in e.value for e in at.error)
+
+
+def _code_spans(markdown: str) -> tuple[str, list[str]]:
+    """CommonMark's code spans: (the text outside them, their contents). A run of n backticks opens a span that
+    the next run of exactly n closes; an unclosed run is literal text. Contents lose one padding space each side."""
+    outside, spans, i = [], [], 0
+    while i < len(markdown):
+        if markdown[i] != "`":
+            outside.append(markdown[i])
+            i += 1
+            continue
+        j = i
+        while j < len(markdown) and markdown[j] == "`":
+            j += 1
+        k, close = j, None
+        while k < len(markdown):
+            if markdown[k] != "`":
+                k += 1
+                continue
+            m = k
+            while m < len(markdown) and markdown[m] == "`":
+                m += 1
+            if m - k == j - i:
+                close = (k, m)
+                break
+            k = m
+        if close is None:
+            outside.append(markdown[i:j])
+            i = j
+            continue
+        content = markdown[j:close[0]]
+        if len(content) > 2 and content[0] == content[-1] == " " and content.strip(" "):
+            content = content[1:-1]
+        spans.append(content)
+        i = close[1]
+    return "".join(outside), spans
+
+
+HOSTILE = {
+    "tol": "`[link](http://evil.example/a) ![img](http://evil.example/i.png) <img src=x onerror=alert(1)>",
+    "gate": "<script>alert(1)</script><b>bold</b>",
+    "lr": "``` **bold** _it_ [x]: http://evil.example ``",
+    "max_iter": "9" * 5000,
+    "seed": "`",
+    "[link](http://evil.example)![i](http://evil.example/i.png)": "1",
+}
+
+
+def test_hostile_url_values_are_shown_as_inert_text():
+    """What a shared link sends is echoed in the warning as a code span, cut to a sensible length: no Markdown
+    link, image, HTML or formatting of the sender's reaches the page."""
+    at = new_app(**HOSTILE)
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == len(HOSTILE), warnings
+    shown = []
+    for text in warnings:
+        outside, spans = _code_spans(text)
+        assert len(text) < 400, text
+        for token in ("`", "<", ">", "](", "![", "http", "**", "_it_"):
+            assert token not in outside, (token, text)
+        shown += spans
+    for key, raw in HOSTILE.items():
+        sent = key if key not in controls.CONTROLS else f"{key}={raw}"  # an unknown name: the name
+        cut = sent if len(sent) <= 60 else sent[:60] + "…"
+        assert cut in shown, (cut, shown)
+    assert any("…" in s for s in shown)  # the 5,000-character value is cut
+    d = controls.defaults()
+    for key in ("tol", "gate", "lr", "max_iter", "seed"):
+        assert at.session_state[key] == d[key], key
+    click_step(at)  # and the page works
+    assert metric(at, "Step") == "1"
+
+
+def test_code_span_reader_follows_commonmark():
+    assert _code_spans("a `b` c") == ("a  c", ["b"])
+    assert _code_spans("`` a`b ``") == ("", ["a`b"])
+    assert _code_spans("x ` y") == ("x ` y", [])
+    assert controls.inert("`") == "`` ` ``" and _code_spans(controls.inert("`"))[1] == ["`"]

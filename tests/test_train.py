@@ -216,3 +216,28 @@ def test_strict_json_maps_non_finite_to_null():
     assert parsed == {"loss": None, "metric": None, "x": None, "n": 3, "ok": True, "v": [1.0, None],
                       "a": [0.5, None]}
     assert json_safe(math.pi) == math.pi
+
+
+def test_run_management_in_the_library(tmp_path, capsys):
+    """twnn_jax.runs trains a run into its directory, resumes it and refuses to overwrite it (no CLI involved)."""
+    from twnn_jax import runs
+
+    out = tmp_path / "r"
+    run = runs.new_run(SINE, out)
+    result = runs.train_run(run, 3, checkpoint_every=2, progress=True)
+    assert not result.interrupted and result.summary["steps"] == 3 and result.summary["new_steps"] == 3
+    for name in (runs.METRICS_FILE, runs.SUMMARY_FILE, runs.REPORT_FILE, checkpoint.STATE_FILE,
+                 checkpoint.CONFIG_FILE):
+        assert (out / name).is_file(), name
+    assert json.loads((out / runs.SUMMARY_FILE).read_text())["final_loss"] == result.summary["final_loss"]
+    bar = capsys.readouterr().err  # the progress bar (tqdm): the numbers of the last step
+    for word in ("3/3", "step 3", "loss", "mse", "fwd", "bwd", "conv"):
+        assert word in bar, (word, bar)
+    resumed = runs.resume_run(out, changes={"lr": 3e-3})
+    assert int(resumed.state.step) == 3 and [h["step"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.config.lr == 3e-3 and resumed.out == out
+    with pytest.raises(runs.RunError, match="already holds a run"):
+        runs.new_run(SINE, out)
+    with pytest.raises(runs.RunError, match="--hidden cannot change on --resume"):
+        runs.resume_run(out, changes={"hidden": 4})
+    assert "runs/" in str(runs.default_out(SINE)) and "Traceback" not in runs.summary_text(result.summary, out)

@@ -13,8 +13,9 @@ hundreds: the loop is what makes training fast. Every step of it runs the same c
 of n steps gives exactly the state of n calls of `run` with one step each. `run_calls` keeps two calls
 in flight (JAX dispatches asynchronously): the next call computes while Python reads the last one.
 
-`LiveControls` (tol, max_iter, gate, damping, bwd_tol, lr) are traced arrays: changing them between
-steps never recompiles. Everything in `TrainConfig` is static: changing it builds a new trainer.
+`LiveControls` (the live settings of `twnn_jax.settings`: tol, max_iter, gate, damping, bwd_tol, lr) are
+traced arrays: changing them between steps never recompiles. Everything else in `TrainConfig` is static:
+changing it builds a new trainer. `TrainConfig`, `LiveControls` and the checks are declared in settings.py.
 """
 
 from __future__ import annotations
@@ -31,11 +32,19 @@ import numpy as np
 import optax
 
 from ._backward_stats import backward_probe, value_and_grad_with_stats
-from ._fix import GRAD_MODES
-from ._iterate import SOLVERS
-from .models import DEFAULT_MODEL, MODEL_KINDS, Model, build_model
-from .tasks import TASKS, Task, adding_task, copy_task, digits_task, sine_task
-from .wormhole import SWEEPS, SolveSettings
+from .models import DEFAULT_MODEL, Model, build_model
+from .settings import (  # noqa: F401 - re-exported: the config and live-control names live in settings.py
+    CHOICES,
+    LIVE,
+    RANGES,
+    LiveControls,
+    TrainConfig,
+    check_config,
+    check_value,
+    live_controls,
+)
+from .tasks import Task, adding_task, copy_task, digits_task, sine_task
+from .wormhole import SolveSettings
 
 # The most steps one call of `Trainer.run` takes. Reading a call's results costs Python time (the GIL)
 # per call. Measured with the dashboard training sine (benchmarks/bench_dashboard_cpu.py, 6 windows each):
@@ -48,125 +57,6 @@ STEPS_PER_CALL = 512
 SUMMARY_KEYS = ("step", "loss", "metric", "skipped", "grad_norm", "fwd_iters_mean", "fwd_iters_max",
                 "bwd_iters_mean", "bwd_iters_max", "converged_frac", "bwd_converged_frac", "fwd_diverged_frac",
                 "fwd_residual_max", "gate_mean")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run. Defaults follow the paper's Table II (lr, batch, tol, max_iter)."""
-
-    task: str = "sine"
-    model: str | None = None  # None: the task's default (see models.DEFAULT_MODEL)
-    hidden: int = 32
-    depth: int = 4  # resnet_plain only
-    seed: int = 0
-    batch_size: int = 64
-    lr: float = 1e-3
-    tol: float = 1e-3
-    max_iter: int = 300
-    gate: float = -2.0
-    damping: float = 0.5
-    bwd_tol: float = 1e-4
-    solver: str = "plain"
-    grad_mode: str = "implicit"
-    sweep: str = "layer"
-    trajectory: int = 0  # record forward and backward residual trajectories of this capacity
-    unroll_capacity: int = 300  # scan length when grad_mode="unrolled"
-    spectral_bound: float | None = 0.9  # bound on the wormhole (recurrent) weights; None: off
-    clip_norm: float | None = 1.0  # gradient clipping by global norm; None: off
-    n_freqs: int = 1  # sine: 1, 2 or 3 sinusoids
-    window: int = 16  # sine: input window
-    seq_len: int = 50  # adding: sequence length; copy: the delay
-    split_seed: int = 0  # digits: train/test split
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(names)}")
-        return cls(**d)
-
-
-# (name, low, high, integer) -- the allowed ranges, shared by the CLI and the dashboard
-RANGES = {
-    "tol": (1e-8, 1.0, False),
-    "max_iter": (1, 10_000, True),
-    "gate": (-20.0, 20.0, False),
-    "damping": (0.01, 1.0, False),
-    "bwd_tol": (1e-8, 1.0, False),
-    "lr": (1e-6, 1.0, False),
-    "hidden": (1, 4096, True),
-    "depth": (1, 64, True),
-    "batch_size": (1, 65536, True),
-    "seed": (0, 2**31 - 1, True),
-    "trajectory": (0, 10_000, True),
-    "unroll_capacity": (1, 10_000, True),
-    "n_freqs": (1, 3, True),
-    "window": (2, 512, True),
-    "seq_len": (0, 100_000, True),
-    "split_seed": (0, 2**31 - 1, True),
-}
-CHOICES = {"task": TASKS, "model": MODEL_KINDS + (None,), "solver": SOLVERS, "grad_mode": GRAD_MODES,
-           "sweep": SWEEPS}
-
-
-def check_value(name: str, value) -> None:
-    """Raise ValueError naming the setting and its allowed range when `value` is out of it."""
-    if name in CHOICES:
-        if value not in CHOICES[name]:
-            allowed = ", ".join(str(c) for c in CHOICES[name] if c is not None)
-            raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
-        return
-    if name in ("spectral_bound", "clip_norm"):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number or None (off); got {value!r}")
-        return
-    if name not in RANGES:
-        return
-    low, high, integer = RANGES[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}")
-    if not math.isfinite(float(value)) or not (low <= value <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}]; got {value!r}")
-    if integer and float(value) != int(value):
-        raise ValueError(f"{name} must be an integer in [{low}, {high}]; got {value!r}")
-
-
-def check_config(cfg: TrainConfig) -> None:
-    for f in dataclasses.fields(cfg):
-        check_value(f.name, getattr(cfg, f.name))
-    if cfg.task == "adding" and cfg.seq_len < 2:
-        raise ValueError(f"seq_len must be >= 2 for the adding task (the sequence length); got {cfg.seq_len}")
-
-
-class LiveControls(NamedTuple):
-    """The settings a user changes while training runs; all traced (no recompilation)."""
-
-    tol: jax.Array
-    max_iter: jax.Array
-    gate: jax.Array
-    damping: jax.Array
-    bwd_tol: jax.Array
-    lr: jax.Array
-
-
-def live_controls(cfg: TrainConfig, **changes) -> LiveControls:
-    """LiveControls from the config, with `changes` applied; values are range-checked."""
-    values = {name: getattr(cfg, name) for name in LiveControls._fields}
-    values.update(changes)
-    for name, value in values.items():
-        check_value(name, value)
-    return LiveControls(
-        tol=jnp.asarray(values["tol"], jnp.float32),
-        max_iter=jnp.asarray(values["max_iter"], jnp.int32),
-        gate=jnp.asarray(values["gate"], jnp.float32),
-        damping=jnp.asarray(values["damping"], jnp.float32),
-        bwd_tol=jnp.asarray(values["bwd_tol"], jnp.float32),
-        lr=jnp.asarray(values["lr"], jnp.float32),
-    )
 
 
 class TrainState(NamedTuple):
