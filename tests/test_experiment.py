@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from twnn_jax.experiments import changed_since, check_results, run_paper
-from twnn_jax.experiments.measure import spearman
+from twnn_jax.experiments.measure import fit, spearman
 from twnn_jax.experiments.provenance import code_version, recorded_commit
 
 NUMBER = r"-?\d+(?:\.\d+)?"
@@ -31,6 +31,24 @@ def test_spearman_matches_known_values():
     ranks = stats.rankdata(ties), stats.rankdata(b)  # ties averaged
     assert spearman(ties, b)["rho"] == pytest.approx(np.corrcoef(*ranks)[0, 1])
     assert 0.0 <= spearman(ties, b)["p"] <= 1.0 and spearman(ties, b)["n"] == 100
+
+
+def test_fit_times_segments_of_the_library_loop_without_changing_the_numbers():
+    import jax
+
+    from twnn_jax.train import TrainConfig, live_controls, train, trainer_for
+
+    cfg = TrainConfig(task="sine", hidden=8)
+    trainer, live = trainer_for(cfg), live_controls(cfg)
+    whole, history = train(trainer, 30, state=trainer.init(3), live=live)
+    seen = []
+    state, log = fit(trainer, trainer.init(3), live, 30, checkpoint=lambda s: seen.append(int(s.step)) or len(seen),
+                     at=(5, 7), chunks=4)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the same steps, however they are split
+    np.testing.assert_array_equal(log["loss"], [h["loss"] for h in history])
+    assert seen == [1, 5, 7, 30] and [k for k, _ in log["checkpoints"]] == seen
+    assert log["steps"] == 30 and log["train_s"] > 0 and log["ms_per_step_median"] > 0
 
 
 def _git(root, *args):
