@@ -195,12 +195,16 @@ def test_dashboard_help_and_dry_run(capsys):
 
 def test_experiment_calls_run_paper(monkeypatch, tmp_path, capsys):
     calls = []
-    fake = type(sys)("twnn_jax.experiment")
+    fake = type(sys)("twnn_jax.experiments")
     fake.run_paper = lambda out_dir, **kw: calls.append((out_dir, kw))
-    monkeypatch.setitem(sys.modules, "twnn_jax.experiment", fake)
+    fake.check_results = lambda folder: (True, "current")
+    monkeypatch.setitem(sys.modules, "twnn_jax.experiments", fake)
     assert cli.main(["experiment", "paper", "--out", str(tmp_path), "--quick", "--seeds", "2"]) == 0
     assert calls == [(tmp_path, {"quick": True, "seeds": 2})]
     assert cli.main(["experiment", "paper", "--seeds", "0"]) == 2
+    capsys.readouterr()
+    assert cli.main(["experiment", "paper", "--check", "--out", str(tmp_path)]) == 0  # runs nothing
+    assert len(calls) == 1 and "current" in capsys.readouterr().out
 
 
 def test_via_subprocess(subprocess_run):

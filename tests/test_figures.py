@@ -45,6 +45,69 @@ CASES = {
 }
 
 
+
+def _paper() -> dict:
+    """A results dict of the paper experiment's shape (`twnn_jax.experiments.run_paper`), small numbers."""
+    seed = lambda acc: {"accuracy": acc, "curve": [(1, 10.0), (5, 60.0), (12, acc)]}  # noqa: E731
+    rows = [{"label": label, "model": model, "accuracy_mean": 90.0 + i, "accuracy_std": 0.5 if i else None,
+             "per_seed": [seed(90.0 + i), seed(91.0 + i)]}
+            for i, (label, model) in enumerate([("plain residual, 2 blocks", "resnet_plain"),
+                                                ("TWNN residual (resnet_fp)", "resnet_fp")])]
+    case = lambda n: {"n_freqs": n, "window": 16, "free_rmse": 0.1, "constant_rmse": 0.3,  # noqa: E731
+                      "series": np.sin(np.arange(30.0))[None], "target": np.cos(np.arange(30.0))[None],
+                      "free_rmse_during_training": [(10, 0.3), (20, 0.1)]}
+    gate = [{"gate": g, "fwd_iters_mean": 5.0 + g, "bwd_iters_mean": 7.0 + g, "fwd_iters_max": 9 + g,
+             "accuracy": 95.0 - g} for g in (0.0, 1.0)]
+    adding = [{"model": m, "T": 20, "steps": 4, "baseline_mse": 1 / 6, "train_loss_curve": [0.3, 0.2, 0.2, 0.1],
+               "train_loss_steps": [1, 2, 3, 4], "test_mse_during_training": [(2, 0.2), (4, 0.15)]}
+              for m in ("wormhole_rnn", "gru")]
+    return {
+        "digits": {"rows": rows, "n_test": 360, "one_test_sample_points": 100 / 360},
+        "settle": {"per_seed": [{"iters_vs_confidence": {"rho": -0.4}, "iters_vs_loss": {"rho": None}}],
+                   "samples": {"seed": 0, "iters": [3, 5, 9], "confidence": [0.9, 0.8, 0.4],
+                               "loss": [0.01, 0.1, 2.0], "correct": [True, True, False]}},
+        "sine": {"cases": [case(1), case(2)]},
+        "gate": {"sweep": gate, "trained_gate": -2.0, "trained_at": [{"gate": -2.0, "accuracy": 97.0}]},
+        "sweep_order": {"rows": [{"gate": -2.0, "layer_iters_mean": 10.0, "jacobi_iters_mean": 25.0}]},
+        "adding": {"rows": adding, "T": [20]},
+    }
+
+
+PAPER = {
+    "paper digits": lambda: figures.digits_accuracy_figure(_paper()["digits"]),
+    "paper settle": lambda: figures.settle_figure(_paper()["settle"]),
+    "paper sine": lambda: figures.sine_generation_figure(_paper()["sine"]),
+    "paper gate": lambda: figures.gate_sweep_figure(_paper()["gate"]),
+    "paper order and adding": lambda: figures.order_and_adding_figure(_paper()["sweep_order"], _paper()["adding"]),
+    "converged fraction": lambda: figures.converged_fraction_figure(_history(30)),
+    "converged fraction, empty": lambda: figures.converged_fraction_figure([]),
+}
+CASES.update(PAPER)
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_figures_put_each_trace_on_an_axis_of_their_grid(name):
+    fig = PAPER[name]()
+    layout = fig["layout"]
+    for trace in fig["data"]:
+        assert "xaxis" + trace.get("xaxis", "x")[1:] in layout, (name, trace.get("name"))
+        assert "yaxis" + trace.get("yaxis", "y")[1:] in layout, (name, trace.get("name"))
+
+
+def test_paper_figures_show_the_results():
+    paper = _paper()
+    digits = figures.digits_accuracy_figure(paper["digits"])
+    bars = [t for t in digits["data"] if t["type"] == "bar"]
+    assert [b["y"][0] for b in bars] == [90.0, 91.0] and bars[0]["error_y"]["array"] == [0.0]
+    settle = figures.settle_figure(paper["settle"])
+    assert [a["text"] for a in settle["layout"]["annotations"]] == ["confidence (Spearman -0.40)",
+                                                                    "per-sample loss (Spearman n/a)"]
+    sine = figures.sine_generation_figure(paper["sine"])
+    assert sum(t["name"] == "target" for t in sine["data"]) == 2 and sine["layout"]["yaxis3"]["type"] == "log"
+    order = figures.order_and_adding_figure(paper["sweep_order"], paper["adding"])
+    assert order["data"][-1]["name"] == "baseline 0.167" and list(order["data"][-1]["y"]) == [1 / 6, 1 / 6]
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_every_figure_is_valid_plotly(name):
     fig = CASES[name]()

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
     exp.add_argument("--seeds", type=_count_type("seeds", 1, 1000), default=None, help="number of seeds")
+    exp.add_argument("--check", action="store_true",
+                     help="run nothing: say whether OUT/experiment/results.json is current (exit 1 if code changed)")
 
     dash = sub.add_parser(
         "dashboard", allow_abbrev=False, help="start the Streamlit dashboard (extra arguments go to Streamlit)",
@@ -149,10 +151,14 @@ def _train(args) -> int:
 # ---- experiment, dashboard, bench ------------------------------------------------------------------
 def _experiment(args) -> int:
     try:
-        from .experiment import run_paper
+        from .experiments import check_results, run_paper
     except ImportError as err:
-        print(f"twnn experiment: error: twnn_jax.experiment is not available ({err})", file=sys.stderr)
+        print(f"twnn experiment: error: twnn_jax.experiments is not available ({err})", file=sys.stderr)
         return 1
+    if args.check:
+        current, line = check_results(Path(args.out) / "experiment")
+        print(f"experiment paper: {line}")
+        return 0 if current else 1
     kwargs = {"quick": args.quick}
     if args.seeds is not None:
         kwargs["seeds"] = args.seeds

@@ -1,7 +1,7 @@
 """Pure Plotly figure builders for training runs: plain numbers in, a Plotly figure dict out.
 
-Shared by the dashboard and the CLI's HTML report. Nothing here imports Streamlit or JAX, reads
-files or keeps state: every function takes numpy arrays (or lists of `train.summarize` dicts, one
+Shared by the dashboard, the CLI's HTML report and the paper experiment. Nothing here imports Streamlit
+or JAX, reads files or keeps state: every function takes numpy arrays (or lists of `train.summarize` dicts, one
 per step, called `history`) and returns a new figure as a plain dict, `{"data": [traces], "layout": {...}}`
 (numpy arrays inside), which `plotly.graph_objects.Figure(fig)`, `plotly.io.to_html(fig)` and
 `st.plotly_chart(fig)` all take. Plain dicts, not `go.Figure`: the dashboard redraws seven figures every
@@ -23,6 +23,12 @@ import numpy as np
 
 __all__ = [
     "convergence_figure",
+    "converged_fraction_figure",
+    "digits_accuracy_figure",
+    "gate_sweep_figure",
+    "order_and_adding_figure",
+    "settle_figure",
+    "sine_generation_figure",
     "gates_figure",
     "iterations_figure",
     "iterations_histogram",
@@ -227,6 +233,24 @@ def iterations_figure(history: Sequence[dict], *, max_iter: int | None = None,
     return _figure(traces, title, "training step", "iterations per sample", layout=layout,
                    meta={"kind": "iterations", "steps": n, "last_step": last.get("step"),
                          "fwd_iters_mean": last.get("fwd_iters_mean"), "bwd_iters_mean": last.get("bwd_iters_mean")})
+
+
+def converged_fraction_figure(history: Sequence[dict], *, title: str = "Converged fraction per step") -> dict:
+    """Fraction of the batch whose forward / backward solve converged, per training step."""
+    n = len(history)
+    idx = _stride(n)
+    steps = _column(history, "step")[idx]
+    traces = [
+        _scatter(steps, _column(history, "converged_frac")[idx], mode="lines", name="forward",
+                 line={"color": FWD_COLOR, "width": 2.5}),
+        _scatter(steps, _column(history, "bwd_converged_frac")[idx], mode="lines", name="backward",
+                 line={"color": BWD_COLOR, "width": 1.5, "dash": "dot"}),
+    ]
+    layout: dict = {"yaxis": {"range": [-0.02, 1.02]}}
+    if n == 0:
+        layout["annotations"] = [_note("no steps yet")]
+    return _figure(traces, title, "training step", "fraction of samples", layout=layout,
+                   meta={"kind": "converged_fraction", "steps": n})
 
 
 # two plots side by side, 62 % and 38 % of the width 0.12 apart (as make_subplots(rows=1, cols=2,
@@ -456,3 +480,186 @@ def sweep_figure(values: Sequence[float], fwd_iters_mean: Sequence[float], fwd_i
         layout["xaxis"].update(type="log", exponentformat="power", dtick=1 if _decades(x) >= 2 else None)
     return _figure(traces, f"Sweep of {control} (fixed network, evaluation set)", control, "forward iterations",
                    layout=layout, meta={"kind": "sweep", "control": control})
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper experiment (`twnn_jax.experiments`): one figure per part, from its results dict
+# ----------------------------------------------------------------------------------------------
+
+PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#d62728", "#ff7f0e", "#17becf")
+
+
+def _grid(rows: int, cols: int, titles: Sequence[str]) -> dict:
+    """The layout of a rows x cols grid of plots, a title above each, numbered 1.. row by row (as
+    plotly.subplots.make_subplots lays them out); `_cell(k)` puts a trace on plot k."""
+    hspace, vspace = 0.2 / cols, 0.3 / rows
+    width, height = (1 - hspace * (cols - 1)) / cols, (1 - vspace * (rows - 1)) / rows
+    layout: dict = {}
+    notes = []
+    for r in range(rows):
+        for c in range(cols):
+            k = r * cols + c + 1
+            n = "" if k == 1 else str(k)
+            x0, y1 = c * (width + hspace), 1 - r * (height + vspace)
+            layout[f"xaxis{n}"] = {"domain": [x0, x0 + width], "anchor": f"y{n}"}
+            layout[f"yaxis{n}"] = {"domain": [max(0.0, y1 - height), y1], "anchor": f"x{n}"}
+            if k <= len(titles):
+                notes.append({"text": titles[k - 1], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
+                              "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
+    layout["annotations"] = notes
+    layout["legend"] = {"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.12, "yanchor": "top"}
+    layout["margin"] = {"t": 80, "b": 90}
+    return layout
+
+
+def _cell(k: int) -> dict:
+    return {"xaxis": "x" if k == 1 else f"x{k}", "yaxis": "y" if k == 1 else f"y{k}"}
+
+
+def _axis(layout: dict, name: str, **props) -> None:
+    layout[name].update(props)
+
+
+def digits_accuracy_figure(digits: dict) -> dict:
+    """Table III analog: test accuracy per net (bars: mean over seeds, error bars: std, dots: each seed), and
+    test accuracy while training (mean over seeds). `digits`: the experiment's part-1 results."""
+    layout = _grid(1, 2, ("Test accuracy (each dot a seed)", "Test accuracy while training"))
+    traces: list = []
+    for i, r in enumerate(digits["rows"]):
+        color = PALETTE[i % len(PALETTE)]
+        seeds = [s["accuracy"] for s in r["per_seed"]]
+        traces.append({"type": "bar", "x": [r["label"]], "y": [r["accuracy_mean"]], "marker": {"color": color},
+                       "name": r["label"], "error_y": {"type": "data", "array": [r["accuracy_std"] or 0.0]},
+                       "showlegend": False, **_cell(1)})
+        traces.append(_scatter([r["label"]] * len(seeds), seeds, mode="markers", showlegend=False,
+                               name=f"{r['label']}, per seed", marker={"color": "black", "size": 7}, **_cell(1)))
+        curves = np.array([[a for _, a in s["curve"]] for s in r["per_seed"]], float)
+        steps = [k for k, _ in r["per_seed"][0]["curve"]]
+        traces.append(_scatter(steps, curves.mean(0), mode="lines+markers", name=r["label"],
+                               line={"color": color}, **_cell(2)))
+    low = min(min(s["accuracy"] for s in r["per_seed"]) for r in digits["rows"])
+    _axis(layout, "yaxis", title={"text": "accuracy (%)"}, range=[max(0.0, low - 3), 100])
+    _axis(layout, "yaxis2", title={"text": "accuracy (%), mean over seeds"})
+    _axis(layout, "xaxis2", title={"text": "training step"}, type="log")
+    title = (f"8x8 digits, {digits['n_test']} test samples (1 sample = {digits['one_test_sample_points']:.2f} "
+             "points)")
+    return _figure(traces, title, "", "", height=500, layout=layout, meta={"kind": "digits_accuracy"})
+
+
+def settle_figure(settle: dict) -> dict:
+    """Forward iterations against confidence and against loss, per test sample of one trained net (jittered),
+    correct and wrong answers apart. `settle`: the experiment's part-2 results."""
+    s = settle["samples"]
+    first = settle["per_seed"][0]
+    rho = lambda x: "n/a" if x["rho"] is None else f"{x['rho']:+.2f}"  # noqa: E731
+    layout = _grid(1, 2, (f"confidence (Spearman {rho(first['iters_vs_confidence'])})",
+                          f"per-sample loss (Spearman {rho(first['iters_vs_loss'])})"))
+    iters = np.asarray(s["iters"], float)
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(iters))
+    correct = np.asarray(s["correct"], bool)
+    traces: list = []
+    for ok, name, color in ((True, "correct", FWD_COLOR), (False, "wrong", BAD_COLOR)):
+        sel = correct == ok
+        for k, key in ((1, "confidence"), (2, "loss")):
+            traces.append(_scatter(iters[sel] + jitter[sel], np.asarray(s[key], float)[sel], mode="markers",
+                                   name=name, showlegend=k == 1, legendgroup=name,
+                                   marker={"color": color, "size": 5, "opacity": 0.6}, **_cell(k)))
+    for axis in ("xaxis", "xaxis2"):
+        _axis(layout, axis, title={"text": "forward iterations (both blocks, jittered)"})
+    _axis(layout, "yaxis", title={"text": "max softmax"})
+    _axis(layout, "yaxis2", title={"text": "cross-entropy"}, type="log")
+    return _figure(traces, f"Do easy inputs settle faster? (trained TWNN, test set, seed {s['seed']})", "", "",
+                   height=500, layout=layout, meta={"kind": "settle"})
+
+
+def sine_generation_figure(sine: dict) -> dict:
+    """Per case, the free-running generated wave against the target; then the free-running RMSE while
+    training. `sine`: the experiment's part-3 results."""
+    cases = sine["cases"]
+    n = len(cases)
+    titles = [f"{c['n_freqs']} frequenc{'y' if c['n_freqs'] == 1 else 'ies'}, window {c['window']}: free-running "
+              f"RMSE {c['free_rmse']:.3f} (constant 0.5: {c['constant_rmse']:.3f})" for c in cases]
+    layout = _grid(n + 1, 1, titles + ["free-running RMSE while training"])
+    traces: list = []
+    for i, c in enumerate(cases):
+        t = np.arange(len(c["target"][0]))
+        traces.append(_scatter(t, _finite_or_nan(c["series"][0]), mode="lines", name="generated (free-running)",
+                               legendgroup="generated", showlegend=i == 0,
+                               line={"color": BAD_COLOR, "width": 3}, **_cell(i + 1)))
+        traces.append(_scatter(t, c["target"][0], mode="lines", name="target", legendgroup="target",
+                               showlegend=i == 0, line={"color": "black", "dash": "dot"}, **_cell(i + 1)))
+        points = c["free_rmse_during_training"]
+        traces.append(_scatter([k for k, _ in points], [v for _, v in points], mode="lines+markers",
+                               name=f"{c['n_freqs']} freq, window {c['window']}",
+                               line={"color": PALETTE[i % len(PALETTE)]}, **_cell(n + 1)))
+    if n:
+        _axis(layout, f"xaxis{'' if n == 1 else n}", title={"text": "steps after the true window"})
+    _axis(layout, f"xaxis{n + 1}", title={"text": "training step"})
+    _axis(layout, f"yaxis{n + 1}", type="log")
+    layout["legend"]["y"] = -0.3 / (n + 1)
+    return _figure(traces, "Sine generation, model's outputs fed back (paper Fig. 6 analog)", "", "",
+                   height=300 * (n + 1), layout=layout, meta={"kind": "sine_generation"})
+
+
+def gate_sweep_figure(gate: dict) -> dict:
+    """Forward and backward iterations, and test accuracy, against the gate bias of a trained net; the nets
+    trained at a bias as diamonds. `gate`: the experiment's part-4 results."""
+    sweep = gate["sweep"]
+    x = [r["gate"] for r in sweep]
+    layout = _grid(1, 2, ("iterations vs gate bias", "test accuracy vs gate bias"))
+    traces = [
+        _scatter(x, [r["fwd_iters_mean"] for r in sweep], mode="lines+markers", name="forward (test mean)",
+                 line={"color": FWD_COLOR}, **_cell(1)),
+        _scatter(x, [r["bwd_iters_mean"] for r in sweep], mode="lines+markers", name="backward (one batch, mean)",
+                 line={"color": BWD_COLOR}, **_cell(1)),
+        _scatter(x, [r["fwd_iters_max"] for r in sweep], mode="lines", name="forward (test max)",
+                 line={"color": FWD_COLOR, "dash": "dot"}, **_cell(1)),
+        _scatter(x, [r["accuracy"] for r in sweep], mode="lines+markers", line={"color": PALETTE[1]},
+                 name=f"trained at {gate['trained_gate']:g}, evaluated at x", **_cell(2)),
+        _scatter([r["gate"] for r in gate["trained_at"]], [r["accuracy"] for r in gate["trained_at"]],
+                 mode="markers", marker={"size": 11, "symbol": "diamond", "color": PALETTE[2]},
+                 name="trained and evaluated at x", **_cell(2)),
+    ]
+    for axis in ("xaxis", "xaxis2"):
+        _axis(layout, axis, title={"text": "gate bias"})
+    _axis(layout, "yaxis", title={"text": "iterations (both blocks)"}, type="log")
+    _axis(layout, "yaxis2", title={"text": "accuracy (%)"})
+    return _figure(traces, "Gate bias: how long the net thinks, and what it costs", "", "", height=500,
+                   layout=layout, meta={"kind": "gate_sweep"})
+
+
+def order_and_adding_figure(sweep_order: dict, adding: dict) -> dict:
+    """Left: forward iterations in layer order and all at once per gate bias. Right: the adding problem's
+    training loss (smoothed) and test MSE per net and length, with the baseline. Parts 5a and 5b."""
+    so = sweep_order["rows"]
+    layout = _grid(1, 2, ("Sweep order: forward iterations (test mean)", "Adding problem: MSE (log)"))
+    labels = [f"gate {r['gate']:g}" for r in so]
+    traces: list = [
+        {"type": "bar", "x": labels, "y": [r["layer_iters_mean"] for r in so], "name": "layer order",
+         "marker": {"color": FWD_COLOR}, **_cell(1)},
+        {"type": "bar", "x": labels, "y": [r["jacobi_iters_mean"] for r in so], "name": "all at once (jacobi)",
+         "marker": {"color": BWD_COLOR}, **_cell(1)},
+    ]
+    dashes = ("solid", "dot", "dash", "dashdot")
+    for r in adding["rows"]:
+        color = PALETTE[2] if r["model"] == "wormhole_rnn" else PALETTE[4]
+        dash = dashes[adding["T"].index(r["T"]) % len(dashes)]
+        loss = np.asarray(r["train_loss_curve"], float)
+        smooth = np.convolve(loss, np.ones(9) / 9, mode="valid") if len(loss) >= 9 else loss
+        name = f"{r['model']} T={r['T']}"
+        traces.append(_scatter(np.asarray(r["train_loss_steps"])[len(loss) - len(smooth):], smooth, mode="lines",
+                               name=f"{name} train (smoothed)", line={"color": color, "dash": dash}, **_cell(2)))
+        points = r["test_mse_during_training"]
+        traces.append(_scatter([k for k, _ in points], [v for _, v in points], mode="markers", name=f"{name} test",
+                               marker={"color": color, "size": 9, "symbol": "x"}, **_cell(2)))
+    if adding["rows"]:
+        steps = max(r["steps"] for r in adding["rows"])
+        baseline = adding["rows"][0]["baseline_mse"]
+        traces.append(_scatter([1, steps], [baseline, baseline], mode="lines", name=f"baseline {baseline:.3f}",
+                               line={"dash": "dash", "color": TARGET_COLOR}, **_cell(2)))
+    _axis(layout, "yaxis", title={"text": "iterations"})
+    _axis(layout, "yaxis2", title={"text": "MSE"}, type="log")
+    _axis(layout, "xaxis2", title={"text": "training step"})
+    layout["barmode"] = "group"
+    return _figure(traces, "Sweep order and a long-range check", "", "", height=500, layout=layout,
+                   meta={"kind": "order_and_adding"})

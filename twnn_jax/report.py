@@ -2,8 +2,8 @@
 
 `write_report(path, history, config=..., summary=..., generated=...)` writes one HTML file with
 plotly.js inlined (it opens offline). `history` is the list of per-step dicts of `train.summarize`
-(non-finite numbers may be None). The figures are the dashboard's (`twnn_jax.figures`), plus the
-converged fraction per step; Plotly itself is imported only when a report is rendered.
+(non-finite numbers may be None). The figures are the dashboard's builders (`twnn_jax.figures`);
+Plotly itself is imported only when a report is rendered.
 """
 
 from __future__ import annotations
@@ -12,23 +12,6 @@ import html
 from pathlib import Path
 
 from .checkpoint import json_safe, write_atomic
-
-
-def _column(history, key):
-    return [json_safe(h.get(key)) for h in history]
-
-
-def converged_fraction_figure(history, title: str = "Converged fraction per step") -> dict:
-    """Fraction of the batch whose forward / backward solve converged, per training step (a Plotly figure dict)."""
-    steps = [h.get("step") for h in history]
-    return {"data": [
-        {"type": "scatter", "x": steps, "y": _column(history, "converged_frac"), "name": "forward", "mode": "lines",
-         "line": {"color": "#1f77b4", "width": 2.5}},
-        {"type": "scatter", "x": steps, "y": _column(history, "bwd_converged_frac"), "name": "backward",
-         "mode": "lines", "line": {"color": "#ff7f0e", "width": 1.5, "dash": "dot"}},
-    ], "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "training step"}},
-                  "yaxis": {"title": {"text": "fraction of samples"}, "range": [-0.02, 1.02]}, "height": 330,
-                  "meta": {"kind": "converged_fraction", "steps": len(history)}}}
 
 
 def build_figures(history, *, config=None, metric_name=None, generated=None, last_metrics=None) -> list:
@@ -45,7 +28,7 @@ def build_figures(history, *, config=None, metric_name=None, generated=None, las
     figs = [
         figures.loss_figure(history, metric_name=metric_name),
         figures.iterations_figure(history, max_iter=getattr(config, "max_iter", None)),
-        converged_fraction_figure(history),
+        figures.converged_fraction_figure(history),
         figures.gates_figure(history, None if last.get("gates") is None else np.asarray(last["gates"])),
     ]
     if generated is not None:

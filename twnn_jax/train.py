@@ -103,6 +103,19 @@ def _tree_all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
 
 
+def solve_settings(cfg: TrainConfig, live: LiveControls) -> SolveSettings:
+    """The solver settings of a run: the live controls' traced values with the config's static choices.
+
+    The one mapping from (config, live controls) to `SolveSettings`: the trainer's functions, the
+    experiments and the benchmarks all call it.
+    """
+    return SolveSettings(
+        tol=live.tol, max_iter=live.max_iter, damping=live.damping, bwd_tol=live.bwd_tol,
+        solver=cfg.solver, grad_mode=cfg.grad_mode, sweep=cfg.sweep, trajectory=cfg.trajectory,
+        unroll_capacity=cfg.unroll_capacity, spectral_bound=cfg.spectral_bound,
+    )
+
+
 def build_trainer(cfg: TrainConfig) -> Trainer:
     check_config(cfg)
     task = build_task(cfg)
@@ -110,15 +123,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     opt = _optimizer(cfg.clip_norm)
     capacity = cfg.trajectory
 
-    def settings(live: LiveControls) -> SolveSettings:
-        return SolveSettings(
-            tol=live.tol, max_iter=live.max_iter, damping=live.damping, bwd_tol=live.bwd_tol,
-            solver=cfg.solver, grad_mode=cfg.grad_mode, sweep=cfg.sweep, trajectory=capacity,
-            unroll_capacity=cfg.unroll_capacity, spectral_bound=cfg.spectral_bound,
-        )
-
     def forward(params, x, live, probe):
-        s = settings(live)
+        s = solve_settings(cfg, live)
         return jax.vmap(lambda xi, pi: model.apply(params, xi, live.gate, s, pi))(x, probe)
 
     def init(seed) -> TrainState:
@@ -139,6 +145,11 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         (loss, (metric, stats, gates)), grads, bst = value_and_grad_with_stats(loss_fn, has_aux=True)(
             state.params, probe
         )
+        # A step whose loss or gradient is not finite changes nothing but the step count and the batch key,
+        # and says so in `skipped`. Not `optax.apply_if_finite` (optax 0.2.8): it wraps the optimizer state
+        # in an ApplyIfFiniteState (the checkpoint layout changes, so saved runs would no longer resume, and
+        # `hyperparams` moves to `.inner_state`), it tests the gradient but not the loss, and after
+        # `max_consecutive_errors` skipped steps it applies the non-finite update anyway.
         finite = jnp.isfinite(loss) & _tree_all_finite(grads)
         hyper = dict(state.opt_state.hyperparams)
         hyper["learning_rate"] = live.lr
@@ -214,27 +225,18 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
             "fwd_iters": stats.iters, "fwd_residual": stats.residual, "fwd_converged": stats.converged,
             "gates": gates, "output": out,
         }
-        if task.name == "digits":
-            result["confidence"] = jnp.max(jax.nn.softmax(out, -1), -1)
+        if task.eval_extras is not None:  # the task's own per-sample numbers (digits: confidence)
+            result.update(task.eval_extras(out, y))
         return result
 
     generate = None
-    if task.name == "sine":
+    if task.generate is not None:  # the task's free-running generation (sine)
         def generate(params, live: LiveControls):
-            """Free-running: start from the true window, feed the model's outputs back."""
-            x0, target = task.eval_set
-            s = settings(live)
-            probe = backward_probe((x0.shape[0],), 0)
+            def predict(x):
+                out, stats, _ = forward(params, x, live, backward_probe((x.shape[0],), 0))
+                return out, stats.iters
 
-            def one(window, _):
-                y, stats, _ = jax.vmap(lambda w, p: model.apply(params, w, live.gate, s, p))(window, probe)
-                window = jnp.concatenate([window[:, 1:], y], axis=1)
-                return window, (y[:, 0], stats.iters)
-
-            _, (ys, iters) = jax.lax.scan(one, x0, None, length=target.shape[1])
-            series = ys.T
-            return {"series": series, "target": target, "fwd_iters": iters.T,
-                    "rmse": jnp.sqrt(jnp.mean(jnp.square(series - target)))}
+            return task.generate(predict)
 
         generate = jax.jit(generate)
 
@@ -242,7 +244,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if model.contraction is not None:
         def contraction(params, live: LiveControls):
             x = task.eval_set[0][:8]
-            return jax.vmap(lambda xi: model.contraction(params, xi, live.gate, settings(live)))(x)
+            return jax.vmap(lambda xi: model.contraction(params, xi, live.gate, solve_settings(cfg, live)))(x)
 
         contraction = jax.jit(contraction)
 

@@ -17,6 +17,11 @@ class Task(NamedTuple):
     n_in, n_out: sizes of one sample's input and the model output
     metric_name: what `metric` measures
     sequence: True when x is (T, features) and the model runs over time
+    eval_extras(out, y) -> dict               optional: the task's own per-sample numbers on the evaluation
+                                               set, added to `Trainer.evaluate`'s (digits: confidence)
+    generate(predict) -> dict                  optional: the task's free-running generation from the evaluation
+                                               set, `predict(x) -> (out, fwd_iters)` the model on a batch
+                                               (sine: dict(series, target, fwd_iters, rmse)); `Trainer.generate`
     """
 
     name: str
@@ -28,3 +33,5 @@ class Task(NamedTuple):
     metric_name: str
     sequence: bool = False
     info: dict | None = None
+    eval_extras: Callable | None = None
+    generate: Callable | None = None

@@ -28,6 +28,11 @@ def classification_loss(logits, y):
     return loss, acc
 
 
+def confidence(logits, y) -> dict:
+    """Per sample: the model's confidence, its largest softmax probability."""
+    return {"confidence": jnp.max(jax.nn.softmax(logits, -1), -1)}
+
+
 def digits_task(split_seed: int = 0) -> Task:
     (x_train, y_train), test = load_digits_split(split_seed)
     x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
@@ -45,4 +50,5 @@ def digits_task(split_seed: int = 0) -> Task:
         n_out=10,
         metric_name="accuracy",
         info={"n_train": int(x_train.shape[0]), "n_test": int(test[0].shape[0]), "split_seed": split_seed},
+        eval_extras=confidence,
     )

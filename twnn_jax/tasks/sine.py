@@ -47,6 +47,19 @@ def sine_task(n_freqs: int = 1, window: int = 16, eval_steps: int = 250, n_eval:
         mse = jnp.mean(jnp.square(pred - y))
         return mse, mse
 
+    def generate(predict):
+        """Free-running: start from the true window, feed the model's outputs back for the whole horizon."""
+        x0, target = series[:, :window], series[:, window:]
+
+        def one(w, _):
+            y, iters = predict(w)
+            return jnp.concatenate([w[:, 1:], y], axis=1), (y[:, 0], iters)
+
+        _, (ys, iters) = jax.lax.scan(one, x0, None, length=target.shape[1])
+        generated = ys.T
+        return {"series": generated, "target": target, "fwd_iters": iters.T,
+                "rmse": jnp.sqrt(jnp.mean(jnp.square(generated - target)))}
+
     return Task(
         name="sine",
         sample=sample,
@@ -56,4 +69,5 @@ def sine_task(n_freqs: int = 1, window: int = 16, eval_steps: int = 250, n_eval:
         n_out=1,
         metric_name="mse",
         info={"n_freqs": n_freqs, "window": window, "eval_steps": eval_steps, "periods": PERIODS[:n_freqs]},
+        generate=generate,
     )
