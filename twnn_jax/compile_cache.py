@@ -48,6 +48,8 @@ def enable_compile_cache(environ: dict | None = None) -> Path | None:
         return None
     import jax
 
+    if jax.config.jax_compilation_cache_dir == str(path):  # done already (the dashboard calls it on every rerun)
+        return path
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
