@@ -10,7 +10,8 @@ Dashboard, in a real Chromium (Debian's, /usr/bin/chromium), the server started 
   switch_back_s    task digits -> sine (a task used before): select -> the sine chart drawn again
 CLI: wall seconds of `twnn train --task sine --steps 10 --quiet` in a fresh process, same three cache states.
 
-Usage:  python benchmarks/bench_startup.py [--repeats 1] [--no-cli] [--no-browser] [--out FILE]
+Usage:  python benchmarks/bench_startup.py [--repeats 1] [--states off cold warm] [--no-cli] [--no-browser]
+                                          [--out FILE]
 Prints one JSON document on stdout (progress on stderr). Needs the package installed (`pip install -e .`),
 Playwright (`pip install -e '.[dev]'`) and Chromium. The machine's load average is recorded with each run.
 """
@@ -126,9 +127,10 @@ def cli_train(cache: str, work: Path) -> dict:
     return {"wall_s": round(time.perf_counter() - t, 2), "load_before": load}
 
 
-def _states(cache_dir: Path):
-    """(name, TWNN_COMPILE_CACHE value): off, then cold (emptied) and warm (kept)."""
-    return [("off", "0"), ("cold", str(cache_dir)), ("warm", str(cache_dir))]
+def _states(cache_dir: Path, names: list[str]):
+    """(name, TWNN_COMPILE_CACHE value) in the order off, cold (emptied first), warm (kept)."""
+    values = {"off": "0", "cold": str(cache_dir), "warm": str(cache_dir)}
+    return [(name, values[name]) for name in ("off", "cold", "warm") if name in names]
 
 
 def _summary(runs: list[dict]) -> dict:
@@ -141,6 +143,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="rounds of (off, cold, warm); medians are reported")
     ap.add_argument("--no-cli", action="store_true", help="skip the `twnn train` timings")
     ap.add_argument("--no-browser", action="store_true", help="skip the dashboard timings")
+    ap.add_argument("--states", nargs="+", choices=["off", "cold", "warm"], default=["off", "cold", "warm"],
+                    help="cache states to measure (warm after cold uses the directory cold filled)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="twnn-startup-"))
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
     results: dict = {"cli_train": {}, "dashboard": {}}
     try:
         if not args.no_cli:
-            for name, cache in _states(cache_dir) * args.repeats:
+            for name, cache in _states(cache_dir, args.states) * args.repeats:
                 if name == "cold":
                     shutil.rmtree(cache_dir, ignore_errors=True)
                 r = cli_train(cache, work)
@@ -159,7 +163,7 @@ def main(argv=None) -> int:
 
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for name, cache in _states(cache_dir) * args.repeats:
+                for name, cache in _states(cache_dir, args.states) * args.repeats:
                     if name == "cold":
                         shutil.rmtree(cache_dir, ignore_errors=True)
                     r = dashboard_start(browser, cache, work)
