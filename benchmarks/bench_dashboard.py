@@ -46,18 +46,19 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import twnn_dashboard
+from twnn_dashboard.cpu_threads import start_jax_on_one_core
 
-from dashboard.cpu_threads import start_jax_on_one_core  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the servers start here, with the checkout's .streamlit/config.toml
+APP = Path(twnn_dashboard.__file__).parent / "app.py"
 
 if "--headless-only" not in sys.argv:
     start_jax_on_one_core()  # as the dashboard does (dashboard/app.py); `headless_default_threads` measures without
 
 import jax  # noqa: E402
 
-from dashboard import live_chart, panels  # noqa: E402
-from dashboard.session import Runner, compile_counts, get_trainer, make_config, stop_all  # noqa: E402
+from twnn_dashboard import live_chart, panels  # noqa: E402
+from twnn_dashboard.session import Runner, compile_counts, get_trainer, make_config, stop_all  # noqa: E402
 from twnn_jax.train import live_controls, train  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -259,7 +260,7 @@ def _free_port() -> int:
 
 
 def start_server(port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless=true",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
            f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
            "--server.fileWatcherType=none"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -305,7 +306,7 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
                 if time.perf_counter() - t > 120:
                     raise RuntimeError("training did not start within 120 s")
             out["play_to_first_steps_s"] = time.perf_counter() - t
-            from dashboard.page import REDRAW_CHOICES, REDRAW_DEFAULT
+            from twnn_dashboard.page import REDRAW_CHOICES, REDRAW_DEFAULT
 
             # Paired rounds, for each chart interval (the default first; 1 s left out for time) and with the
             # charts frozen: the dashboard trains for a window from the initial network, then is paused (server
@@ -368,7 +369,7 @@ def browser_measurements(config, seconds: float, pairs_n: int = 3, viewport: tup
             moves = [("tol", "ArrowLeft", 1), ("gate", "ArrowRight", 1), ("tol", "ArrowRight", 1),
                      ("gate", "ArrowLeft", 1), ("tol", "ArrowLeft", 1), ("gate", "ArrowRight", 1),
                      ("tol", "ArrowLeft", 1), ("gate", "ArrowRight", 1)]
-            from dashboard.controls import CONTROLS
+            from twnn_dashboard.controls import CONTROLS
 
             for key, arrow, presses in moves:
                 meta = page.evaluate("() => document.querySelector('.st-key-chart_fwd .js-plotly-plot')"

@@ -18,14 +18,9 @@ import argparse
 import collections
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_dashboard import (  # noqa: E402
+from bench_dashboard import (  # the script beside this one (python puts benchmarks/ on the path)
     CHROMIUM,
     CHROMIUM_ARGS,
     _free_port,

@@ -23,20 +23,17 @@ import time
 
 import jax
 import jax.numpy as jnp
+import jaxopt
+import lineax as lx
 import numpy as np
+import optimistix as optx
 from jax import lax
+from jaxopt._src import base as jaxopt_base
+from jaxopt._src.fixed_point_iteration import FixedPointState
 
-# Benchmark the twnn_jax of this checkout (TWNN_BENCH_SRC=<dir holding twnn_jax/> to A/B another copy).
-sys.path.insert(0, os.environ.get("TWNN_BENCH_SRC")
-                or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import jaxopt  # noqa: E402
-import lineax as lx  # noqa: E402
-import optimistix as optx  # noqa: E402
-from jaxopt._src import base as jaxopt_base  # noqa: E402
-from jaxopt._src.fixed_point_iteration import FixedPointState  # noqa: E402
-
-import twnn_jax  # noqa: E402
+# The installed twnn_jax (`pip install -e .`: this checkout). To A/B another copy, put the folder holding
+# its twnn_jax/ first on the path: PYTHONPATH=<dir> python benchmarks/bench_fix.py. The JSON names the copy.
+import twnn_jax
 
 BATCH = 64
 D_IN = 32
@@ -679,6 +676,7 @@ def main(argv=None):
             "platform": platform.platform(),
             "devices": [str(d) for d in jax.devices()],
             "jax": jax.__version__,
+            "twnn_jax": os.path.dirname(twnn_jax.__file__),  # which copy ran (PYTHONPATH=<dir> for an A/B)
             "optimistix": md.version("optimistix"),
             "jaxopt": md.version("jaxopt"),
             "lineax": md.version("lineax"),

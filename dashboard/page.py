@@ -106,12 +106,14 @@ def main() -> None:
     for warning in controls.url_warnings():
         st.warning(warning, icon=":material/link_off:")
     frozen, redraw = _render_toolbar(runner)
+    # What the first view needs, compiled first (the runner's warm-up thread compiles the rest meanwhile):
+    # the readout's ||J|| (contraction), and the sine task's generation or the other tasks' evaluation.
+    first_view = ("contraction", "generate" if runner.trainer.generate is not None else "evaluate")
     counts = compile_counts(runner.trainer)
-    if any(counts[name] == 0 for name in ("evaluate", "generate", "contraction") if counts[name] is not None):
+    if any(counts[name] == 0 for name in first_view if counts[name] is not None):
         with st.spinner("Compiling this configuration's evaluation functions (first visit only, a few seconds)…"):
-            runner.evaluate()
-            runner.generate()
-            runner.contraction()
+            for name in first_view:
+                getattr(runner, name)()
 
     ticking = min(redraw, READOUT_MAX_S) if runner.playing else None
     # charts: slow the redraw when drawing is slow, so training keeps >= 1 - RENDER_BUDGET of its speed

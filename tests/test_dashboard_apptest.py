@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import twnn_dashboard
+from twnn_dashboard import controls, live_chart, panels, session
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from dashboard import controls, live_chart, panels, session  # noqa: E402
-
-APP = str(ROOT / "dashboard" / "app.py")
+APP = str(Path(twnn_dashboard.__file__).parent / "app.py")
 TIMEOUT = 120
 
 

@@ -1,4 +1,4 @@
-"""The dashboard's trainer thread (`dashboard.session.Runner`) against the library's headless loop.
+"""The dashboard's trainer thread (`twnn_dashboard.session.Runner`) against the library's headless loop.
 
 The runner keeps two calls of the compiled training loop in flight; these tests check that what it
 records is exactly what `twnn_jax.train.train` computes: every step once, in order, stopping exactly
@@ -11,16 +11,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from dashboard import session  # noqa: E402
-from twnn_jax.train import STEPS_PER_CALL, live_controls, train  # noqa: E402
+from twnn_dashboard import session
+from twnn_jax.train import STEPS_PER_CALL, live_controls, train
 
 CONFIG = session.make_config("sine")
 
@@ -87,8 +82,8 @@ def test_reset_while_playing_recovers_a_fresh_run(runner):
                     reason="needs Linux CPU affinity and at least 2 cores")
 def test_jax_starts_with_its_threads_on_one_core_and_the_caller_keeps_all():
     code = (
-        "import os, sys; sys.path.insert(0, sys.argv[1]);"
-        "from dashboard.cpu_threads import start_jax_on_one_core;"
+        "import os;"
+        "from twnn_dashboard.cpu_threads import start_jax_on_one_core;"
         "before = os.sched_getaffinity(0); first = start_jax_on_one_core(); second = start_jax_on_one_core();"
         "import jax.numpy as jnp; assert float(jnp.arange(4.0).sum()) == 6.0;"
         "mine = os.sched_getaffinity(0);"
@@ -96,7 +91,7 @@ def test_jax_starts_with_its_threads_on_one_core_and_the_caller_keeps_all():
         "pinned = sum(1 for t in tasks if len(os.sched_getaffinity(int(t))) == 1);"
         "print(first, second, mine == before, pinned)"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     first, second, restored, pinned = out.stdout.split()
     assert (first, second, restored) == ("True", "False", "True")
@@ -109,11 +104,10 @@ def test_sessions_and_pages_take_turns_on_xlas_thread():
     run trained at 0-1 % of its share, and the page's evaluate/generate/contraction waited seconds (or for
     good). Runs in a subprocess, where JAX starts as in the dashboard."""
     code = textwrap.dedent("""
-        import sys, time
-        sys.path.insert(0, sys.argv[1])
-        from dashboard.cpu_threads import start_jax_on_one_core
+        import time
+        from twnn_dashboard.cpu_threads import start_jax_on_one_core
         start_jax_on_one_core()
-        from dashboard import session
+        from twnn_dashboard import session
         r = session.Runner(session.make_config('sine'), warm_up=False)
         other = session.Runner(session.make_config('sine', seed=1), warm_up=False)  # another session's run
         r.step(2); r.evaluate(); r.generate(); r.contraction(); other.step(2)  # compiled before training
@@ -133,7 +127,7 @@ def test_sessions_and_pages_take_turns_on_xlas_thread():
         r.close(); other.close()
         print(" ".join(shares), worst)
     """)
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     *shares, worst = out.stdout.split()
     for share in shares:

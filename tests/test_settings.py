@@ -145,11 +145,11 @@ def test_cli_refuses_loose_input_with_one_line(name, text, capsys, tmp_path):
 
 # ---- the dashboard: URL parameters and widgets -----------------------------------------------------
 def test_url_parameters_cover_exactly_the_dashboard_settings():
-    from dashboard import controls
+    from twnn_dashboard import controls
 
     assert tuple(controls.CONTROLS) == DASHBOARD == tuple(s.name for s in DECLARATION if s.dashboard)
     assert controls.LIVE_KEYS == tuple(n for n in DASHBOARD if n in LIVE)
-    from dashboard import session
+    from twnn_dashboard import session
 
     assert tuple(session.LIVE_NAMES) == LIVE
     for name, control in controls.CONTROLS.items():
@@ -171,7 +171,7 @@ def test_dashboard_widgets_and_url_cover_exactly_the_dashboard_settings():
 
     from streamlit.testing.v1 import AppTest
 
-    from dashboard import controls, session
+    from twnn_dashboard import controls, session
 
     values = {}
     for name in DASHBOARD:
@@ -194,7 +194,7 @@ def test_dashboard_widgets_and_url_cover_exactly_the_dashboard_settings():
 
 
 def _check_widgets_and_url(at, values: dict) -> None:
-    from dashboard import controls
+    from twnn_dashboard import controls
 
     assert not at.exception, [e.value for e in at.exception]
     warnings = [w.value for w in at.warning]

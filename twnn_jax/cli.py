@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from . import runs
+from .compile_cache import enable_compile_cache
 from .settings import DECLARATION, LIVE, SETTINGS, TrainConfig, parse_number, parse_value, shorten
 
 
@@ -167,16 +168,17 @@ def _experiment(args) -> int:
     return 0
 
 
-def _repo_root() -> Path:
-    import twnn_jax
+def _app_path() -> Path:
+    """The dashboard's main script, inside the installed `twnn_dashboard` package (the repository's
+    `dashboard/` folder in an editable install)."""
+    import twnn_dashboard
 
-    return Path(twnn_jax.__file__).resolve().parent.parent
+    return Path(twnn_dashboard.__file__).resolve().parent / "app.py"
 
 
 def dashboard_command(extra: list[str]) -> list[str]:
     """The `streamlit run` command line for the dashboard, with `extra` arguments passed on unchanged."""
-    app = _repo_root() / "dashboard" / "app.py"
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address=127.0.0.1",
+    return [sys.executable, "-m", "streamlit", "run", str(_app_path()), "--server.address=127.0.0.1",
             "--client.toolbarMode=viewer", "--browser.gatherUsageStats=false", "--runner.postScriptGC=false",
             "--server.enableStaticServing=true", *extra]
 
@@ -185,8 +187,7 @@ def _run_or_print(name: str, command: list[str], script: Path, dry_run: bool) ->
     if dry_run:
         print(" ".join(command))
     if not script.is_file():
-        print(f"twnn {name}: error: {script} not found (it ships with the source checkout, not the package)",
-              file=sys.stderr)
+        print(f"twnn {name}: error: {script} not found (a broken install? reinstall twnn-jax)", file=sys.stderr)
         return 1
     if dry_run:
         return 0
@@ -201,19 +202,26 @@ def _run_or_print(name: str, command: list[str], script: Path, dry_run: bool) ->
 
 
 def _dashboard(args, extra) -> int:
-    command = dashboard_command(extra)
-    return _run_or_print("dashboard", command, Path(command[4]), args.dry_run)
+    if not args.dry_run:
+        from twnn_dashboard.static_files import ensure_plotly_js
+
+        ensure_plotly_js()  # plotly.js served from the first request on (else the app copies it at the first page)
+    return _run_or_print("dashboard", dashboard_command(extra), _app_path(), args.dry_run)
 
 
 def _bench(args, extra) -> int:
-    script = _repo_root() / "benchmarks" / "bench_train.py"
-    return _run_or_print("bench", [sys.executable, str(script), *extra], script, args.dry_run)
+    """The training benchmark (`twnn_jax.bench`) in a process of its own, without the compilation cache."""
+    from . import bench
+
+    command = [sys.executable, "-m", "twnn_jax.bench", *extra]
+    return _run_or_print("bench", command, Path(bench.__file__), args.dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `twnn` console script; returns the exit code."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    enable_compile_cache()  # before anything compiles; TWNN_COMPILE_CACHE moves it or turns it off
     try:
         try:
             args, extra = parser.parse_known_args(argv)

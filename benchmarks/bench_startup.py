@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""Start-up time of `twnn dashboard` and `twnn train`, with JAX's persistent compilation cache off, cold
+(an empty cache directory) and warm (the same directory, a second start).
+
+Dashboard, in a real Chromium (Debian's, /usr/bin/chromium), the server started as users start it
+(`twnn dashboard`, from a temporary directory):
+  first_chart_s    server process start -> the first `.js-plotly-plot` drawn by Plotly (`_fullData`) in the page
+  sine_chart_s     ... -> the sine task's own chart (free-running generation) drawn
+  switch_new_s     task sine -> digits (first visit in this server): select -> the digits chart drawn
+  switch_back_s    task digits -> sine (a task used before): select -> the sine chart drawn again
+CLI: wall seconds of `twnn train --task sine --steps 10 --quiet` in a fresh process, same three cache states.
+
+Usage:  python benchmarks/bench_startup.py [--repeats 1] [--states off cold warm] [--no-cli] [--no-browser]
+                                          [--out FILE]
+Prints one JSON document on stdout (progress on stderr). Needs the package installed (`pip install -e .`),
+Playwright (`pip install -e '.[dev]'`) and Chromium. The machine's load average is recorded with each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage"]
+TWNN = [sys.executable, "-m", "twnn_jax.cli"]  # the `twnn` console script, with this interpreter
+DRAWN = """(sel) => [...document.querySelectorAll(sel)].some((e) => Array.isArray(e._fullData))"""
+ANY_CHART = ".js-plotly-plot"
+SINE_CHART = ".st-key-chart_sine .js-plotly-plot"
+DIGITS_CHART = ".st-key-chart_samples .js-plotly-plot"
+TIMEOUT_MS = 300_000
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(cache: str) -> dict:
+    return {**os.environ, "TWNN_COMPILE_CACHE": cache}
+
+
+def _wait_health(proc: subprocess.Popen, port: int, log_path: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"twnn dashboard exited:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+                if r.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"no answer on /_stcore/health in {timeout} s:\n{log_path.read_text()}")
+
+
+def _select_task(page, task: str) -> None:
+    page.locator(".st-key-task").click()
+    page.get_by_role("option", name=task, exact=True).click()
+
+
+def dashboard_start(browser, cache: str, work: Path) -> dict:
+    """One server start: times to the first chart, then sine -> digits -> sine."""
+    port = _free_port()
+    log_path = work / f"server-{port}.log"
+    out = {"load_before": os.getloadavg()[0]}
+    with open(log_path, "w") as log_file:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*TWNN, "dashboard", "--server.headless=true", f"--server.port={port}",
+                                 "--server.fileWatcherType=none"], cwd=work, env=_env(cache), stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_health(proc, port, log_path)
+        out["health_s"] = time.perf_counter() - t0
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector(".st-key-task", timeout=TIMEOUT_MS)
+        out["controls_s"] = time.perf_counter() - t0
+        page.wait_for_function(DRAWN, arg=ANY_CHART, timeout=TIMEOUT_MS)
+        out["first_chart_s"] = time.perf_counter() - t0
+        page.wait_for_function(DRAWN, arg=SINE_CHART, timeout=TIMEOUT_MS)
+        out["sine_chart_s"] = time.perf_counter() - t0
+        t = time.perf_counter()
+        _select_task(page, "digits")
+        page.wait_for_function(DRAWN, arg=DIGITS_CHART, timeout=TIMEOUT_MS)
+        out["switch_new_s"] = time.perf_counter() - t
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
+        t = time.perf_counter()
+        _select_task(page, "sine")
+        page.wait_for_function(DRAWN, arg=SINE_CHART, timeout=TIMEOUT_MS)
+        out["switch_back_s"] = time.perf_counter() - t
+        page.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out["server_exit"] = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out["server_exit"] = proc.wait()
+    out["load_after"] = os.getloadavg()[0]
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def cli_train(cache: str, work: Path) -> dict:
+    load = os.getloadavg()[0]
+    run = Path(tempfile.mkdtemp(dir=work)) / "run"
+    t = time.perf_counter()
+    subprocess.run([*TWNN, "train", "--task", "sine", "--steps", "10", "--quiet", "--out", str(run)], cwd=work,
+                   env=_env(cache), check=True, capture_output=True, text=True)
+    return {"wall_s": round(time.perf_counter() - t, 2), "load_before": load}
+
+
+def _states(cache_dir: Path, names: list[str]):
+    """(name, TWNN_COMPILE_CACHE value) in the order off, cold (emptied first), warm (kept)."""
+    values = {"off": "0", "cold": str(cache_dir), "warm": str(cache_dir)}
+    return [(name, values[name]) for name in ("off", "cold", "warm") if name in names]
+
+
+def _summary(runs: list[dict]) -> dict:
+    keys = sorted({k for r in runs for k, v in r.items() if isinstance(v, float) and k.endswith("_s")})
+    return {k: round(statistics.median(r[k] for r in runs if k in r), 2) for k in keys}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of (off, cold, warm); medians are reported")
+    ap.add_argument("--no-cli", action="store_true", help="skip the `twnn train` timings")
+    ap.add_argument("--no-browser", action="store_true", help="skip the dashboard timings")
+    ap.add_argument("--states", nargs="+", choices=["off", "cold", "warm"], default=["off", "cold", "warm"],
+                    help="cache states to measure (warm after cold uses the directory cold filled)")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="twnn-startup-"))
+    cache_dir = work / "cache"
+    results: dict = {"cli_train": {}, "dashboard": {}}
+    try:
+        if not args.no_cli:
+            for name, cache in _states(cache_dir, args.states) * args.repeats:
+                if name == "cold":
+                    shutil.rmtree(cache_dir, ignore_errors=True)
+                r = cli_train(cache, work)
+                log(f"twnn train ({name} cache): {r}")
+                results["cli_train"].setdefault(name, []).append(r)
+        if not args.no_browser:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                for name, cache in _states(cache_dir, args.states) * args.repeats:
+                    if name == "cold":
+                        shutil.rmtree(cache_dir, ignore_errors=True)
+                    r = dashboard_start(browser, cache, work)
+                    log(f"twnn dashboard ({name} cache): {r}")
+                    results["dashboard"].setdefault(name, []).append(r)
+                browser.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    doc = {
+        "benchmark": "startup",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "repeats": args.repeats,
+        "median": {part: {name: _summary(runs) for name, runs in states.items()} for part, states in results.items()},
+        "runs": results,
+    }
+    text = json.dumps(doc, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+// The live chart component (dashboard/live_chart.py): one element per key, redrawn with Plotly.react.
+// plotly.js is served by Streamlit's static file serving from static/ beside the app (app/static/...).
+const SRC = "app/static/plotly.min.js";
+function loadPlotly() {
+  if (!window.__twnnPlotly) {
+    window.__twnnPlotly = new Promise((resolve, reject) => {
+      if (window.Plotly) return resolve(window.Plotly);
+      const s = document.createElement("script");
+      s.src = new URL(SRC, document.baseURI).href;
+      s.onload = () => window.Plotly ? resolve(window.Plotly) : reject(new Error(s.src + " defined no Plotly"));
+      s.onerror = () => { window.__twnnPlotly = null; reject(new Error("could not load " + s.src)); };
+      document.head.appendChild(s);
+    });
+  }
+  return window.__twnnPlotly;
+}
+function themed(fig, parent) {  // text and grid in the page's own text colour (light or dark theme)
+  const color = getComputedStyle(parent).color;
+  const rgb = (color.match(/[\d.]+/g) || [49, 51, 63]).slice(0, 3).join(",");
+  const t = fig.layout.template = fig.layout.template || {};
+  const tl = t.layout = t.layout || {};
+  tl.font = Object.assign({}, tl.font, {color: color});
+  for (const ax of ["xaxis", "yaxis"]) {
+    tl[ax] = Object.assign({gridcolor: `rgba(${rgb},0.12)`}, tl[ax]);
+    tl[ax].tickfont = Object.assign({color: `rgba(${rgb},0.65)`}, tl[ax].tickfont);
+  }
+  return fig;
+}
+function draw(P, gd) {  // one Plotly.react at a time, always with the newest; off screen, only the first
+  if (gd.__twnnBusy || !gd.__twnnNext || (gd._fullLayout && gd.__twnnVisible === false)) return;
+  if (gd._fullLayout && document.hidden) {  // a tab in the background: redraw when it is shown again
+    if (!window.__twnnOnShow) {
+      window.__twnnOnShow = new Map();
+      document.addEventListener("visibilitychange", () => {
+        if (document.hidden) return;
+        const waiting = [...window.__twnnOnShow.values()];
+        window.__twnnOnShow.clear();
+        waiting.forEach((redraw) => redraw());
+      });
+    }
+    window.__twnnOnShow.set(gd, () => draw(P, gd));
+    return;
+  }
+  if (gd._dragging) {  // the user is zooming or panning: redraw after the drag, which would lose it
+    if (!gd.__twnnLater) gd.__twnnLater = setTimeout(() => { gd.__twnnLater = null; draw(P, gd); }, 200);
+    return;
+  }
+  const [fig, config] = gd.__twnnNext;
+  gd.__twnnNext = null;
+  gd.__twnnBusy = true;
+  Promise.resolve(P.react(gd, fig.data, fig.layout, config))
+    .catch((err) => console.error("twnn live chart:", err))
+    .finally(() => { gd.__twnnBusy = false; gd.__twnnDraws = (gd.__twnnDraws || 0) + 1; draw(P, gd); });
+}
+export default function ({ parentElement, data }) {
+  let gd = parentElement.querySelector("div.twnn-live-chart");
+  if (!gd) {
+    gd = document.createElement("div");
+    gd.className = "twnn-live-chart";
+    parentElement.appendChild(gd);
+  }
+  gd.__twnnNext = [themed(JSON.parse(data.figure), parentElement), data.config];
+  loadPlotly().then((P) => {
+    if (!gd.__twnnSeen) {  // a chart scrolled out of view waits, and draws its newest figure on coming back
+      gd.__twnnSeen = new IntersectionObserver((entries) => {
+        gd.__twnnVisible = entries[entries.length - 1].isIntersecting;
+        draw(P, gd);
+      }, {rootMargin: "100px"});
+      gd.__twnnSeen.observe(gd);
+    }
+    if (!gd.__twnnResize) {  // follow the column's width (sidebar opened or closed, window resized)
+      let width = gd.clientWidth;
+      gd.__twnnResize = new ResizeObserver(() => {
+        if (gd.clientWidth !== width && gd._fullLayout) { width = gd.clientWidth; P.Plots.resize(gd); }
+      });
+      gd.__twnnResize.observe(gd);
+    }
+    draw(P, gd);
+  }).catch((err) => {
+    gd.textContent = "Chart unavailable: " + err.message + ". Start the dashboard with " +
+      "--server.enableStaticServing=true (the README's command and `twnn dashboard` do).";
+  });
+}
