@@ -32,17 +32,7 @@ import numpy as np
 from ._backward_stats import backward_probe, value_and_grad_with_stats
 from .models import DEFAULT_MODEL
 from .tasks import TASKS
-from .train import TrainConfig, build_trainer, live_controls, summarize, train
-from .wormhole import SolveSettings
-
-
-def solve_settings(cfg: TrainConfig, live) -> SolveSettings:
-    """The settings `build_trainer` gives every solve (kept in step with twnn_jax.train)."""
-    return SolveSettings(
-        tol=live.tol, max_iter=live.max_iter, damping=live.damping, bwd_tol=live.bwd_tol, solver=cfg.solver,
-        grad_mode=cfg.grad_mode, sweep=cfg.sweep, trajectory=cfg.trajectory, unroll_capacity=cfg.unroll_capacity,
-        spectral_bound=cfg.spectral_bound,
-    )
+from .train import TrainConfig, build_trainer, live_controls, solve_settings, summarize, train
 
 
 def step_parts(trainer):
