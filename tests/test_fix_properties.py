@@ -192,15 +192,19 @@ def _norm(v: np.ndarray, norm: str) -> float:
     if v.size == 0:
         return 0.0
     with np.errstate(all="ignore"):
-        return float(np.max(np.abs(v))) if norm == "max" else float(np.sqrt(np.sum(np.square(v))))
+        top = float(np.max(np.abs(v)))
+        if norm == "max" or not (0 < top < np.inf):
+            return top
+        return top * float(np.sqrt(np.sum(np.square(v / top))))  # scaled: no overflow or underflow of squares
 
 
 def _residual64(case: Case, x: np.ndarray, fx: np.ndarray) -> float:
-    """The residual `fix` reports, computed in float64 (the relative floor is the dtype's `tiny`)."""
+    """The residual `fix` reports, computed in float64 (the relative floor is the dtype's `tiny`, the relative
+    residual is capped at the dtype's largest finite value)."""
     with np.errstate(all="ignore"):
         r = _norm(fx - x, case.norm)
-        if case.relative:
-            r = r / max(_norm(fx, case.norm), float(np.finfo(case.dtype).tiny))
+        if case.relative and np.isfinite(r):  # capped at the dtype's largest value: only a non-finite step is inf
+            r = min(r / max(_norm(fx, case.norm), float(np.finfo(case.dtype).tiny)), float(np.finfo(case.dtype).max))
     return r
 
 
@@ -543,3 +547,23 @@ def test_anderson_half_precision_is_a_clear_error_or_works(dtype):
         assert "anderson" in str(err) and dtype in str(err)
     else:
         assert bool(stats.converged)
+
+
+def test_relative_residual_of_a_step_to_zero_is_not_divergence():
+    """A step to f(z) = 0 divides by `tiny`: the relative residual is capped, not inf, and the step is taken."""
+    z, stats = tj.fix(lambda z: 0.0 * z, jnp.full((3,), 1e3, jnp.float32), tol=10.0, max_iter=1, relative=True)
+    assert not bool(stats.diverged) and not bool(stats.converged)
+    assert float(stats.residual) == float(np.finfo(np.float32).max)
+    np.testing.assert_array_equal(np.asarray(z), 0.0)
+
+
+def test_unrolled_anderson_gradient_stays_finite_when_residuals_underflow():
+    """Residuals that underflow make Anderson's small system singular; the unrolled gradient stays finite."""
+    w = 1e-6 * jnp.eye(4, dtype=jnp.float32)
+
+    def loss(w):
+        z, _ = tj.fix(lambda z, w: jnp.tanh(w @ z), jnp.full((4,), 1e3, jnp.float32), w, solver="anderson",
+                      tol=1e-12, max_iter=13, relative=True, grad_mode="unrolled", unroll_capacity=13)
+        return jnp.sum(jnp.sin(z))
+
+    assert bool(jnp.all(jnp.isfinite(jax.grad(loss)(w))))

@@ -93,11 +93,16 @@ def _anderson_next(x, fx, t, hist, *, memory: int, mixing, reg):
     gram = gram + jnp.diag(diag)
     ones = valid.astype(gram.dtype)
     system = jnp.block([[jnp.zeros((1, 1), gram.dtype), ones[None, :]], [ones[:, None], gram]])
+    # Residuals so small that the regularised Gram matrix underflows (or non-finite ones) make the system
+    # singular: solve a harmless one instead and take the plain step. Swapping the system *before* the solve
+    # keeps unrolled gradients finite too (a NaN inside a discarded branch still poisons its gradient).
+    sane = jnp.all(jnp.isfinite(gram)) & (reg * scale >= jnp.finfo(gram.dtype).tiny)
+    system = jnp.where(sane, system, jnp.eye(memory + 1, dtype=gram.dtype))
     rhs = jnp.zeros((memory + 1,), gram.dtype).at[0].set(1.0)
     alpha = jnp.linalg.solve(system, rhs)[1:].astype(fs.dtype)
     new = mixing * (alpha @ fs) + (1.0 - mixing) * (alpha @ xs)
-    # A singular system gives a non-finite mix: fall back to the plain step for that sample.
-    new = jnp.where(jnp.all(jnp.isfinite(new)), new, flat_fx)
+    # A singular (or nearly) system gives a non-finite mix: fall back to the plain step for that sample.
+    new = jnp.where(sane & jnp.all(jnp.isfinite(new)), new, flat_fx)
     return unravel(new), (xs, fs)
 
 
@@ -133,7 +138,10 @@ def iterate(
     def residual_of(x, fx):
         r = tree_norm(jax.tree.map(jnp.subtract, fx, x), settings.norm).astype(dtype)
         if settings.relative:
-            r = r / jnp.maximum(tree_norm(fx, settings.norm).astype(dtype), tiny)
+            # a step to (nearly) zero divides by `tiny`: cap at the largest finite value, so that only a
+            # non-finite step reads as inf (diverged); a huge relative residual is just "not converged"
+            ratio = r / jnp.maximum(tree_norm(fx, settings.norm).astype(dtype), tiny)
+            r = jnp.where(jnp.isfinite(r), jnp.minimum(ratio, jnp.finfo(dtype).max), r)
         return lax.stop_gradient(r)
 
     def go_on(carry):
