@@ -1,3 +1,29 @@
 import os
 
+import pytest
+
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+# Every test has exactly one kind, selectable with `-m` (registered in pyproject.toml):
+#   unit     library code in this process (`-m unit` for a quick run)
+#   e2e      a whole command or app: the CLI, the dashboard script under AppTest, real subprocesses
+#   browser  the dashboard server driven in a real Chromium (`-m "not browser"` where none is installed)
+# A test marked with a kind keeps it; otherwise its file's kind below applies, and `unit` when none is listed.
+KINDS = ("unit", "e2e", "browser")
+FILE_KIND = {
+    "test_cli.py": "e2e",
+    "test_dashboard_apptest.py": "e2e",
+    "test_dashboard_browser.py": "browser",
+    "test_experiment.py::test_run_paper_quick": "e2e",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marked = [kind for kind in KINDS if item.get_closest_marker(kind)]
+        if len(marked) > 1:
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(marked)}; a test has one kind")
+        if not marked:
+            name = item.path.name
+            function = f"{name}::{item.originalname}"
+            item.add_marker(FILE_KIND.get(function) or FILE_KIND.get(name) or "unit")
