@@ -22,10 +22,11 @@ At exit, before the interpreter finalises, `_at_exit` (run by `threading`'s exit
    (and the remaining `atexit` handlers: JAX's backend clean-up, Streamlit's, none of which leaves
    anything on disk that the operating system does not close for it).
 
-The exit code of step 4 is the one the process was about to exit with: `exit_code` when a caller set it,
-else 1 after an uncaught exception, else 0 (what Streamlit's server exits with on SIGINT and SIGTERM,
-which stop the server and return normally). A `sys.exit(n)` at the end of a script is not visible here;
-such a script sets `exit_code` too if it needs `n` kept in that case.
+The exit code of step 4 is the one the process was about to exit with: `exit_code` when a caller set it;
+else, after an uncaught KeyboardInterrupt (Ctrl-C in a script), death by SIGINT as Python itself does
+(a shell shows 130); after another uncaught exception 1; else 0 (what Streamlit's server exits with on
+SIGINT and SIGTERM, which stop the server and return normally). A `sys.exit(n)` at the end of a script is
+not visible here; such a script sets `exit_code` too if it needs `n` kept in that case.
 
 Signals need nothing of their own: Streamlit's server handles SIGINT and SIGTERM by stopping the server,
 `streamlit run` then returns and the interpreter exits through step 1. A second SIGINT or SIGTERM while
@@ -91,20 +92,26 @@ def inside_count() -> int:
         return _inside
 
 
-def _code() -> int:
+def _code() -> int | None:
+    """The exit code the process was about to exit with; None: death by SIGINT (see the module docstring)."""
     if exit_code is not None:
         return exit_code
     last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)  # set by an uncaught exception
+    if isinstance(last, KeyboardInterrupt):
+        return None
     return 1 if last is not None and not isinstance(last, SystemExit) else 0
 
 
-def _leave_now(code: int) -> None:
+def _leave_now(code: int | None) -> None:
     """Leave without finalising the interpreter (see step 4 in the module docstring)."""
     logging.shutdown()  # flush log handlers (Streamlit logs to stderr)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(code)
+    if code is None and os.name == "posix":  # end as Python does after an uncaught Ctrl-C
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(130 if code is None else code)
 
 
 def _at_exit() -> None:

@@ -78,6 +78,64 @@ def test_an_uncaught_error_while_threads_compile_still_exits_1(tmp_path):
     assert "terminate called" not in out.stderr and "FATAL" not in out.stderr
 
 
+STUCK = """
+    import sys, threading, time
+    sys.path.insert(0, sys.argv[1])
+    import jax
+    from dashboard import shutdown
+    shutdown.EXIT_WAIT_S = 0.5
+    spin = jax.jit(lambda x: jax.lax.fori_loop(0, 2_000_000_000, lambda i, v: v * 0.999 + 1.0, x))  # minutes
+    inside = threading.Event()
+
+    def work():
+        with shutdown.xla_work():
+            inside.set()
+            jax.block_until_ready(spin(1.0))
+
+    threading.Thread(target=work, daemon=True).start()
+    inside.wait()
+    time.sleep(0.5)  # compiling or computing now, for minutes
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("ending", "code"), [("pass", 0), ("raise RuntimeError('failed')", 1),
+                                              ("shutdown.exit_code = 3", 3), ("raise KeyboardInterrupt", -2)])
+def test_a_thread_still_inside_xla_at_exit_leaves_with_the_exit_code(tmp_path, ending, code):
+    """A thread that stays inside XLA past the exit's wait (a compilation, a long call): the process leaves
+    without finalising, which the thread could not survive if it came back meanwhile, with the code it was
+    about to exit with (dashboard/shutdown.py)."""
+    out = _run_script(STUCK + f"    {ending}\n", tmp_path)
+    assert out.returncode == code, out.stderr[-4000:]
+    assert "terminate called" not in out.stderr and "FATAL" not in out.stderr, out.stderr[-4000:]
+
+
+@pytest.mark.e2e
+def test_ctrl_c_on_a_script_with_a_runner_playing_ends_as_python_does(tmp_path):
+    """SIGINT while the script sleeps and the worker trains: the uncaught KeyboardInterrupt ends the process
+    by SIGINT, as Python does for any script, and not by the abort."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(PLAY) + textwrap.dedent("""
+        while runner.step_count < 8 * session.STEPS_PER_CALL:
+            time.sleep(0.05)
+        print("training", flush=True)
+        time.sleep(600)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script), str(ROOT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "training", proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=EXIT_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGINT, stderr[-4000:]
+    assert "KeyboardInterrupt" in stderr
+    assert "terminate called" not in stderr and "FATAL" not in stderr, stderr[-4000:]
+
+
 def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
