@@ -25,5 +25,5 @@ def pytest_collection_modifyitems(items):
             raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(marked)}; a test has one kind")
         if not marked:
             name = item.path.name
-            function = f"{name}::{item.originalname}"
+            function = f"{name}::{getattr(item, 'originalname', item.name)}"
             item.add_marker(FILE_KIND.get(function) or FILE_KIND.get(name) or "unit")
