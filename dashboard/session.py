@@ -225,11 +225,11 @@ class Runner:
             self.error = f"compiling the training step failed: {err}"
         finally:
             self.compiling = False
-        for helper in (self.evaluate, self.generate, self.contraction):
+        for page_fn in (self.evaluate, self.generate, self.contraction):
             if self.closed:  # closed meanwhile (another task chosen, the process exiting): compile no more
                 return
             try:
-                helper()
+                page_fn()
             except Exception:  # noqa: BLE001,S110 - the page retries and reports
                 pass
 
