@@ -14,10 +14,14 @@ take turns: a page's own computations go ahead of the next training call (`_page
 runners play each keeps one full call in flight, so that every run gets its share.
 Every call of the trainer goes through one lock per runner, so a step never races a reset. At most
 `MAX_TRAINERS` runners (over all sessions of this server process) play at the same time.
+Exit: every call into XLA goes through `shutdown.xla_work()`, and when the process exits (end of a
+script, Ctrl-C, SIGTERM) every runner is closed before the interpreter finalises; see dashboard/shutdown.py
+for why a thread inside XLA at that moment would abort the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -38,6 +42,8 @@ from twnn_jax.train import (
     run_calls,
     trainer_for,
 )
+
+from .shutdown import on_exit, xla_work
 
 TASKS = ("sine", "digits", "adding")
 LIVE_NAMES = LIVE  # the live settings of twnn_jax.settings (traced: they change without a rebuild)
@@ -97,10 +103,14 @@ def _in_flight() -> int:
     return 1 if playing_count() > 1 else 2
 
 
-def stop_all() -> None:
-    """Stop every runner's worker thread in this process (tests call it at teardown)."""
+def stop_all(wait: bool = True) -> None:
+    """Stop every runner's threads in this process (`wait`: join them; tests call it at teardown). The
+    process calls it without waiting when it exits (dashboard/shutdown.py waits for the threads then)."""
     for runner in list(_runners):
-        runner.close()
+        runner.close(wait=wait)
+
+
+on_exit(lambda: stop_all(wait=False))
 
 
 def _session_alive(session_id: str | None) -> bool:
@@ -121,7 +131,8 @@ class Runner:
 
     def __init__(self, config: TrainConfig, *, session_id: str | None = None, warm_up: bool = True):
         self.config = config
-        self.trainer = get_trainer(config)
+        with xla_work():
+            self.trainer = get_trainer(config)
         self.session_id = session_id
         self._step_lock = threading.RLock()  # every call of the jitted step, and resets
         self._lock = threading.RLock()  # state and histories; held only briefly (never during a step)
@@ -151,7 +162,7 @@ class Runner:
 
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
-        with self._step_lock, self._lock:
+        with xla_work(), self._step_lock, self._lock:
             self.state = self.trainer.init(self.config.seed)
             self._recent: deque[dict] = deque(maxlen=RECENT_LEN)
             self._long: list[dict] = []
@@ -204,7 +215,7 @@ class Runner:
     def _warm_up(self) -> None:
         """Compile the training loop (and the helpers the page calls) before the user presses Play."""
         try:
-            with self._step_lock:
+            with xla_work(), self._step_lock:
                 if self.closed:
                     return
                 self.compiling = True
@@ -215,18 +226,19 @@ class Runner:
             self.error = f"compiling the training step failed: {err}"
         finally:
             self.compiling = False
-        try:
-            self.evaluate()
-            self.generate()
-            self.contraction()
-        except Exception:  # noqa: BLE001,S110 - the page retries and reports
-            pass
+        for page_fn in (self.evaluate, self.generate, self.contraction):
+            if self.closed:  # closed meanwhile (another task chosen, the process exiting): compile no more
+                return
+            try:
+                page_fn()
+            except Exception:  # noqa: BLE001,S110 - the page retries and reports
+                pass
 
     def step(self, n: int = 1) -> int:
         """Run `n` steps now in the caller's thread (when paused). Returns the steps taken: fewer when the
         loss reaches the auto-pause target, or after an error (the last good state stays)."""
         done = 0
-        with self._step_lock:
+        with xla_work(), self._step_lock:
             if self.closed:
                 return 0
             target = int(self.state.step) + n
@@ -371,36 +383,42 @@ class Runner:
             return None if stop.is_set() or self.closed else self._call(self._call_size(step))
 
         try:
-            with self._step_lock:  # waits for the warm-up's compilation, if one is running
-                start = self.state
-                self.compiling = self.trainer.run._cache_size() == 0
-            calls = run_calls(self.trainer, start, plan, in_flight=_in_flight)
-            while not stop.is_set():
-                now = time.monotonic()
-                if now - last_check > 2.0:
-                    last_check = now
-                    if not _session_alive(self.session_id):
-                        self.closed = True
+            with xla_work():  # the whole loop, until no call of it is left in XLA (dashboard/shutdown.py)
+                with self._step_lock:  # waits for the warm-up's compilation, if one is running
+                    start = self.state
+                    self.compiling = self.trainer.run._cache_size() == 0
+                calls = run_calls(self.trainer, start, plan, in_flight=_in_flight)
+                while not stop.is_set():
+                    now = time.monotonic()
+                    if now - last_check > 2.0:
+                        last_check = now
+                        if not _session_alive(self.session_id):
+                            self.closed = True
+                            break
+                        if now - self.heartbeat > IDLE_PAUSE_S:
+                            self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
+                            break
+                    try:
+                        state, rows, last, call = next(calls)
+                    except StopIteration:
                         break
-                    if now - self.heartbeat > IDLE_PAUSE_S:
-                        self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
+                    except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
+                        self.error = f"the training step failed: {err}"
+                        self._auto_pause(self.error, "error")
                         break
-                try:
-                    state, rows, last, call = next(calls)
-                except StopIteration:
-                    break
-                except Exception as err:  # noqa: BLE001 - reported on the page; the last good state stays
-                    self.error = f"the training step failed: {err}"
-                    self._auto_pause(self.error, "error")
-                    break
-                finally:
-                    self.compiling = False
-                with self._step_lock:  # a reset (which pauses first) never sees a half-recorded call
-                    if stop.is_set() or self.closed:
+                    finally:
+                        self.compiling = False
+                    with self._step_lock:  # a reset (which pauses first) never sees a half-recorded call
+                        if stop.is_set() or self.closed:
+                            break
+                        self._commit(state, rows, last, call.tag)
+                    if self._check_auto_pause():
                         break
-                    self._commit(state, rows, last, call.tag)
-                if self._check_auto_pause():
-                    break
+                # Wait for the call still queued, if any (its steps are dropped): every way out above has set
+                # `stop` or `closed`, so the plan asks for no further call and this ends after one call at most.
+                with contextlib.suppress(Exception):
+                    for _ in calls:
+                        pass
         finally:
             if stop is self._stop:  # not replaced by a newer worker
                 self.playing = False
@@ -449,7 +467,7 @@ class Runner:
         params, step = params_at
         values = dict(self._live[0]) if values is None else values
         key = (name, step, tuple(sorted(values.items())))
-        with self._aux_lock:
+        with xla_work(), self._aux_lock:  # the gate first: a thread held there holds no lock
             if key in self._aux_cache:
                 return self._aux_cache[key]
             with _page_first:

@@ -78,6 +78,7 @@ def test_reset_while_playing_recovers_a_fresh_run(runner):
     assert runner.step(3) == 3 and [h["step"] for h in runner.history] == [1, 2, 3]
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs Linux CPU affinity and at least 2 cores")
 def test_jax_starts_with_its_threads_on_one_core_and_the_caller_keeps_all():
@@ -98,11 +99,18 @@ def test_jax_starts_with_its_threads_on_one_core_and_the_caller_keeps_all():
     assert int(pinned) >= 1  # the backend's threads, created while the caller was pinned
 
 
+@pytest.mark.e2e
 def test_sessions_and_pages_take_turns_on_xlas_thread():
     """With XLA's pool on one core, XLA runs the next queued training call as soon as the one it depends on
     ends, on the same pool thread. A loop that always had a call queued kept that thread: another session's
     run trained at 0-1 % of its share, and the page's evaluate/generate/contraction waited seconds (or for
-    good). Runs in a subprocess, where JAX starts as in the dashboard."""
+    good). So while several runners play, each keeps one call in flight. Runs in a subprocess, where JAX
+    starts as in the dashboard, and which must then exit cleanly.
+
+    Asserted here only what no machine load changes: one call in flight each while both play, both runs
+    make progress, the page's computations return while both train, every step is recorded once and in
+    order, a clean exit. How fair the turns are and how long the page waits are measured by
+    `python benchmarks/bench_dashboard_turns.py` (wall-clock, JSON out)."""
     code = textwrap.dedent("""
         import time
         from twnn_dashboard.cpu_threads import start_jax_on_one_core
@@ -111,30 +119,37 @@ def test_sessions_and_pages_take_turns_on_xlas_thread():
         r = session.Runner(session.make_config('sine'), warm_up=False)
         other = session.Runner(session.make_config('sine', seed=1), warm_up=False)  # another session's run
         r.step(2); r.evaluate(); r.generate(); r.contraction(); other.step(2)  # compiled before training
+
+        def advance(calls):  # wait until both runs did `calls` more calls of the training loop
+            targets = [x.step_count + calls * session.STEPS_PER_CALL for x in (r, other)]
+            deadline = time.monotonic() + 240
+            while any(x.step_count < t for x, t in zip((r, other), targets)) and time.monotonic() < deadline:
+                assert r.playing and other.playing, (r.error, r.message, other.error, other.message)
+                time.sleep(0.05)
+            return [x.step_count >= t for x, t in zip((r, other), targets)]
+
         assert r.play() and other.play()
-        time.sleep(0.5)
-        shares = []
-        for _ in range(3):  # each second on its own: one run could take the thread at any time
-            a, b = r.step_count, other.step_count
-            time.sleep(1.0)
-            shares.append(f"{r.step_count - a},{other.step_count - b}")
-        worst = 0.0
-        for _ in range(8):
-            time.sleep(0.3)
-            t = time.perf_counter()
-            r.generate(); r.evaluate(); r.contraction(max_age_s=0)
-            worst = max(worst, time.perf_counter() - t)
+        print("in_flight", session._in_flight())
+        print("both_progress", *advance(3))
+        for _ in range(3):
+            out = (r.generate(), r.evaluate(), r.contraction(max_age_s=0))
+            print("page_returned", all(x is not None for x in out), *advance(1))
         r.close(); other.close()
-        print(" ".join(shares), worst)
+        for x in (r, other):  # the history keeps the latest RECENT_LEN steps, and earlier ones thinned
+            steps, n = [h["step"] for h in x.history], x.step_count
+            recent = min(n, session.RECENT_LEN)
+            print("recorded_once", n == int(x.state.step) > 0 and steps[-recent:] == list(range(n - recent + 1, n + 1))
+                  and all(a < b for a, b in zip(steps, steps[1:])))
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    *shares, worst = out.stdout.split()
-    for share in shares:
-        mine, others = map(int, share.split(","))
-        assert mine + others > 100
-        assert min(mine, others) > 0.3 * (mine + others), f"unfair turns: steps per second {shares}"
-    assert float(worst) < 1.0, f"the page's evaluate/generate/contraction waited {float(worst):.1f} s behind training"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    for fault in ("terminate called", "FATAL", "Traceback"):
+        assert fault not in out.stderr, out.stderr[-4000:]
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert lines[0] == ["in_flight", "1"]  # one call queued each: they take turns call by call
+    assert lines[1] == ["both_progress", "True", "True"]
+    assert lines[2:5] == [["page_returned", "True", "True", "True"]] * 3
+    assert lines[5:] == [["recorded_once", "True"]] * 2
 
 
 def test_wait_applied_returns_once_a_step_with_the_new_values_is_recorded(runner):
