@@ -296,5 +296,24 @@ def test_bad_url_parameter_warns_in_the_page(app_url, page):
     page.wait_for_selector(".st-key-play button:visible")
     page.wait_for_selector(IDLE)
     warning = page.locator("[data-testid='stAlert']", has_text="tol=5").inner_text()
-    assert "tol must be in [1e-08, 1.0]" in warning
+    assert "tol must be a number in [1e-08, 1.0]" in warning
     wait_for(lambda: "tol=0.001" in href(page) and "gate=-3.0" in href(page), 30, "the URL to be rewritten")
+
+
+def test_hostile_url_values_are_shown_as_inert_text(app_url, page):
+    """A shared link is input too: a value or a name that tries to close the code span and inject a link,
+    an image or HTML is shown as text, cut short; nothing of it becomes a live element of the page."""
+    from urllib.parse import quote
+
+    evil = "`[click](https://evil.example/x) ![img](https://evil.example/i.png) <b>bold</b>`"
+    page.set_default_timeout(90_000)
+    page.goto(f"{app_url}/?tol={quote(evil)}&{quote('<i>x</i>[y](https://evil.example)')}=1&gate={'9' * 5000}")
+    page.wait_for_selector(".st-key-play button:visible")
+    page.wait_for_selector(IDLE)
+    alerts = page.locator("[data-testid='stAlert']")
+    text = " ".join(alerts.all_inner_texts())
+    assert "URL parameter" in text and "rejected" in text and "Unknown URL parameter" in text
+    assert page.locator("a[href*='evil.example']").count() == 0
+    assert page.locator("img[src*='evil.example']").count() == 0
+    assert alerts.locator("b, i").count() == 0
+    assert "9" * 200 not in text  # a 5,000-character value is cut
