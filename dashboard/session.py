@@ -43,7 +43,7 @@ from twnn_jax.train import (
     trainer_for,
 )
 
-from .shutdown import on_exit, xla_work
+from .shutdown import on_exit, track, xla_work
 
 TASKS = ("sine", "digits", "adding")
 LIVE_NAMES = LIVE  # the live settings of twnn_jax.settings (traced: they change without a rebuild)
@@ -158,6 +158,7 @@ class Runner:
         _runners.add(self)
         if warm_up:
             self._warm_thread = threading.Thread(target=self._warm_up, name="twnn-warmup", daemon=True)
+            track(self._warm_thread)
             self._warm_thread.start()
 
     # ------------------------------------------------------------------ state
@@ -332,6 +333,7 @@ class Runner:
         self.heartbeat = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(self._stop,), name="twnn-trainer", daemon=True)
+        track(self._thread)
         self._thread.start()
         return True
 

@@ -14,8 +14,8 @@ At exit, before the interpreter finalises, `_at_exit` (run by `threading`'s exit
    thread; the process ends under it), so nothing new starts after the count is read;
 2. calls the registered stoppers (`on_exit`): they ask the worker threads to stop after their current
    call, without waiting;
-3. waits up to `EXIT_WAIT_S` for the count to reach zero. A training call takes tens of milliseconds, so
-   normally it does, and the interpreter then finalises as usual;
+3. waits up to `EXIT_WAIT_S` for the count to reach zero and for the `track`ed threads to end. A training
+   call takes tens of milliseconds, so normally they do, and the interpreter then finalises as usual;
 4. otherwise a thread is still inside XLA, almost always in a compilation (seconds, and it cannot be
    interrupted). Finalising would abort, and waiting for it would make Ctrl-C take as long as the
    compilation. The process flushes its streams and leaves with `os._exit`, skipping finalisation
@@ -50,6 +50,7 @@ EXIT_WAIT_S = 5.0  # at exit, how long threads may take to leave XLA before the 
 exit_code: int | None = None  # the code for a process that leaves without finalising (see step 4); None: inferred
 
 _stoppers: list[Callable[[], None]] = []
+_threads: list[threading.Thread] = []  # `track`ed threads
 _inside = 0  # threads inside `xla_work()`
 _state = threading.Condition()
 _closed = False  # the process is exiting: the gate is closed
@@ -79,6 +80,13 @@ def xla_work() -> Iterator[None]:
             with _state:
                 _inside -= 1
                 _state.notify_all()
+
+
+def track(thread: threading.Thread) -> None:
+    """A thread that calls into XLA: at exit the process also waits for it to end (step 3), and leaves
+    without finalising if it has not (a thread still alive might yet reach XLA by a path not counted)."""
+    with _state:
+        _threads[:] = [t for t in _threads if t.is_alive()] + [thread]
 
 
 def on_exit(stop: Callable[[], None]) -> None:
@@ -130,7 +138,10 @@ def _at_exit() -> None:
     deadline = time.monotonic() + EXIT_WAIT_S
     with _state:
         done = _state.wait_for(lambda: _inside == 0, timeout=max(0.0, deadline - time.monotonic()))
-    if not done:
+        threads = [t for t in _threads if t is not threading.current_thread()]
+    for thread in threads if done else ():  # stopped, they leave their loops within a call
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if not done or any(t.is_alive() for t in threads):
         _leave_now(_code())
 
 
