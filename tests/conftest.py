@@ -30,3 +30,20 @@ def pytest_collection_modifyitems(items):
             name = item.path.name
             function = f"{name}::{getattr(item, 'originalname', item.name)}"
             item.add_marker(FILE_KIND.get(function) or FILE_KIND.get(name) or "unit")
+
+
+# The real-browser tests (pytest-playwright's `browser` / `page` fixtures) drive Debian's Chromium: browsers
+# cannot be downloaded here. One Playwright for the whole session, shared by every module that needs one.
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": {"width": 1500, "height": 1000}}

@@ -210,18 +210,12 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def chromium():
+def chromium(request):
+    """pytest-playwright's browser (Debian's Chromium, tests/conftest.py): one Playwright per test session."""
     if not Path(CHROMIUM).exists() and not os.environ.get("TWNN_REQUIRE_BROWSER"):
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (CI sets TWNN_REQUIRE_BROWSER=1 to make this an "
                     "error)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+    return request.getfixturevalue("browser")
 
 
 JS_STEP = """() => { for (const m of document.querySelectorAll("[data-testid='stMetric']")) {
