@@ -1,4 +1,11 @@
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +54,52 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1500, "height": 1000}}
+
+
+@contextlib.contextmanager
+def _dashboard_server(log_dir: Path, timeout: float = 60.0):
+    """`streamlit run dashboard/app.py` started as users do, in its own process group (as a terminal's
+    foreground job), on a free port; yields the process with `.url` and `.logs()` once its health check
+    answers (a RuntimeError with the server's log if it exits or `timeout` passes). Killed at the end
+    unless the test ended it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stdout, stderr = open(log_dir / "stdout.log", "w"), open(log_dir / "stderr.log", "w")
+    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless=true",
+           f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
+           "--server.fileWatcherType=none"]
+    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=stdout, stderr=stderr,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.url = f"http://127.0.0.1:{port}"
+    proc.logs = lambda: (log_dir / "stdout.log").read_text() + (log_dir / "stderr.log").read_text()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{proc.logs()}")
+            try:
+                if urllib.request.urlopen(f"{proc.url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer from {proc.url}/_stcore/health in {timeout:.0f} s:\n{proc.logs()}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        stdout.close()
+        stderr.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard_server():
+    """`with dashboard_server(log_dir, timeout) as proc:` a real dashboard server (see `_dashboard_server`)."""
+    return _dashboard_server

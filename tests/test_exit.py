@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -169,44 +167,11 @@ def test_twnn_train_stops_on_a_signal_with_a_checkpoint(tmp_path, signum):
 
 
 # ---------------------------------------------------------------------------------------- the server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, dashboard_server):
     """A dashboard server started as users do, in its own process group (as a terminal's foreground job)."""
-    port = _free_port()
-    stdout, stderr = open(tmp_path / "stdout.log", "w"), open(tmp_path / "stderr.log", "w")
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless=true",
-           f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
-           "--server.fileWatcherType=none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=stdout, stderr=stderr, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    proc.url = f"http://127.0.0.1:{port}"
-    proc.logs = lambda: (tmp_path / "stdout.log").read_text() + (tmp_path / "stderr.log").read_text()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{proc.logs()}")
-            try:
-                if urllib.request.urlopen(f"{proc.url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no answer from {proc.url}/_stcore/health:\n{proc.logs()}")
-            time.sleep(0.3)
+    with dashboard_server(tmp_path, START_TIMEOUT_S) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        stdout.close()
-        stderr.close()
 
 
 @pytest.fixture
