@@ -10,6 +10,7 @@ import csv
 import io
 import math
 
+import jax
 import numpy as np
 import plotly.io as pio
 import streamlit as st
@@ -379,6 +380,8 @@ def render_help(runner: Runner, *, render_s: float | None = None, chart_tick: fl
             f"- Model **{runner.trainer.model.kind}** on task **{runner.trainer.task.name}**, hidden "
             f"{runner.config.hidden}, batch {runner.config.batch_size}, residual trajectories of the first "
             f"{runner.config.trajectory} iterations recorded.\n"
+            f"- Computing on **{jax.default_backend().upper()}** ({jax.devices()[0].device_kind}, "
+            f"{jax.device_count()} device(s)), JAX {jax.__version__}.\n"
             f"- jit cache entries (a new entry = a compilation): "
             + ", ".join(f"`{k}` {v}" for k, v in counts.items() if v is not None) + ".\n"
             f"- Sessions training on this server now: {playing_count()} (limit {MAX_TRAINERS}).\n"

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -214,6 +215,8 @@ def test_plotly_js_is_served_beside_the_app_and_charts_fall_back_without_static_
     served = live_chart.STATIC_DIR / "plotly.min.js"
     assert served.read_bytes() == live_chart.PLOTLY_JS.read_bytes()
     assert any("Charts update in place" in m.value for m in at.markdown)
+    device = f"Computing on **{jax.default_backend().upper()}**"  # "Under the hood" names the device in use
+    assert any(device in m.value for m in at.markdown)
     # without static serving the browser could not load plotly.js: the page uses st.plotly_chart instead
     live_chart.in_place_available.cache_clear()
     monkeypatch.setattr(live_chart.st, "get_option", lambda name: False)
