@@ -141,8 +141,12 @@ def _at_exit() -> None:
         threads = [t for t in _threads if t is not threading.current_thread()]
     for thread in threads if done else ():  # stopped, they leave their loops within a call
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    if not done or any(t.is_alive() for t in threads):
-        _leave_now(_code())
+    code = _code()
+    # After an uncaught Ctrl-C the process ends by SIGINT right here, as Python would after finalising: a
+    # Ctrl-C'd script with a runner playing once hung past 60 s in finalisation (cause not pinned down),
+    # and nothing left to do there matters to a process the user interrupted (the streams are flushed).
+    if not done or any(t.is_alive() for t in threads) or code is None:
+        _leave_now(code)
 
 
 try:  # before `atexit` handlers (JAX's clean-up among them) and before the interpreter finalises

@@ -183,20 +183,30 @@ def describe(run: Run, steps: int) -> str:
 
 # ---- training ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """Within: SIGTERM raises KeyboardInterrupt, as Ctrl-C does (only in the main thread; elsewhere nothing)."""
+def stop_on_signals():
+    """Within: Ctrl-C (SIGINT) and SIGTERM ask the training loop to stop at the next call boundary; yields
+    the `threading.Event` they set. A second signal raises KeyboardInterrupt at once.
+
+    A flag, not an exception raised wherever the main thread happens to be: an interrupt that lands inside
+    JAX's own machinery (dispatch, a cache, a wait on a computation) can leave it unusable, and a run
+    that then evaluates and writes its report hung there (seen in the exit tests, once in several runs).
+    Only in the main thread (signal handlers live there); elsewhere the event is never set."""
+    requested = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield requested
         return
 
     def stop(signum, frame):
-        raise KeyboardInterrupt
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield requested
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _fmt(value, spec=".4g"):
@@ -241,11 +251,14 @@ def train_run(run: Run, steps: int, *, checkpoint_every: int = 100, progress: bo
     new, last_metrics, interrupted = [], None, False
     start = time.perf_counter()
     try:
-        with sigterm_as_interrupt(), metrics_path.open("a") as log:
+        with stop_on_signals() as stop_requested, metrics_path.open("a") as log:
             first = int(state.step)
 
             def plan(step: int) -> Call | None:
-                """Up to STEPS_PER_CALL steps per call, never across a periodic checkpoint."""
+                """Up to STEPS_PER_CALL steps per call, never across a periodic checkpoint; none once a
+                signal asked to stop (the call in flight still finishes and is logged)."""
+                if stop_requested.is_set():
+                    return None
                 done = step - first
                 n = min(STEPS_PER_CALL, steps - done)
                 if checkpoint_every:
@@ -266,7 +279,8 @@ def train_run(run: Run, steps: int, *, checkpoint_every: int = 100, progress: bo
                 done = len(new)
                 if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                     save_checkpoint(out, state, config)  # metrics.jsonl holds the history meanwhile
-    except KeyboardInterrupt:
+            interrupted = stop_requested.is_set()
+    except KeyboardInterrupt:  # a second signal
         interrupted = True
     finally:
         bar.close()
