@@ -115,7 +115,10 @@ def test_ctrl_c_on_a_script_with_a_runner_playing_ends_as_python_does(tmp_path):
         while runner.step_count < 8 * session.STEPS_PER_CALL:
             time.sleep(0.05)
         print("training", flush=True)
-        time.sleep(600)
+        # short sleeps: the kernel may hand a process-directed SIGINT to one of XLA's threads, and then a
+        # long time.sleep in the main thread is not woken (Python runs the handler when it next wakes)
+        for _ in range(6000):
+            time.sleep(0.1)
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path, start_new_session=True)
