@@ -142,9 +142,9 @@ def _at_exit() -> None:
     for thread in threads if done else ():  # stopped, they leave their loops within a call
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     code = _code()
-    # After an uncaught Ctrl-C the process ends by SIGINT right here, as Python would after finalising: a
-    # Ctrl-C'd script with a runner playing once hung past 60 s in finalisation (cause not pinned down),
-    # and nothing left to do there matters to a process the user interrupted (the streams are flushed).
+    # After an uncaught Ctrl-C the process ends by SIGINT right here, as Python would after finalising:
+    # nothing left in finalisation matters to a process the user interrupted (the streams are flushed), and
+    # it ends at once instead of after JAX's own exit handlers.
     if not done or any(t.is_alive() for t in threads) or code is None:
         _leave_now(code)
 
