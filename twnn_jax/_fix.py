@@ -226,24 +226,30 @@ def _implicit_jvp(f, settings, throw, primals, tangents):
     dtype = jnp.result_type(*jax.tree.leaves(z_star))
     tiny = jnp.finfo(dtype).tiny
 
-    def rel_tol(rhs):
-        return dyn["bwd_tol"].astype(dtype) * jnp.maximum(tree_norm(rhs, settings.norm), tiny)
+    def size(rhs):
+        """||rhs||, at least `tiny`: the scale of the relative stopping test (and of `bwd_tol`)."""
+        return jnp.maximum(tree_norm(rhs, settings.norm), tiny)
 
-    def relative(st, rhs):
-        """The residual relative to the right-hand side's size, as the stopping test (and bwd_tol) reads it."""
-        scale = jnp.maximum(tree_norm(rhs, settings.norm), tiny).astype(st.residual.dtype)
+    def relative(st, scale):
+        """The solve's statistics with the residual relative to the right-hand side's size."""
+        scale = scale.astype(st.residual.dtype)
         return st._replace(residual=st.residual / scale,
                            trajectory=None if st.trajectory is None else st.trajectory / scale)
 
     def tangent_solve(rhs):
         step = lambda x: jax.tree.map(jnp.add, rhs, jvp_z(x))  # noqa: E731
-        x, st = iterate(step, rhs, tol=rel_tol(rhs), settings=settings._replace(trajectory=0), **kw)
-        return raise_if_failed(x, relative(st, rhs), dyn["bwd_tol"], "tangent (forward-mode)") if throw else x
+        scale = size(rhs)
+        tol = dyn["bwd_tol"].astype(dtype) * scale
+        x, st = iterate(step, rhs, tol=tol, settings=settings._replace(trajectory=0), **kw)
+        return raise_if_failed(x, relative(st, scale), dyn["bwd_tol"], "tangent (forward-mode)") if throw else x
 
     def adjoint_solve(rhs):
+        """The adjoint solution and its statistics, the residual relative to ||rhs||."""
         step = lambda u: jax.tree.map(jnp.add, rhs, vjp_z(u)[0])  # noqa: E731
-        u, st = iterate(step, rhs, tol=rel_tol(rhs), settings=settings, **kw)
-        return (raise_if_failed(u, relative(st, rhs), dyn["bwd_tol"], "adjoint (backward)") if throw else u), st
+        scale = size(rhs)
+        u, st = iterate(step, rhs, tol=dyn["bwd_tol"].astype(dtype) * scale, settings=settings, **kw)
+        st = relative(st, scale)
+        return (raise_if_failed(u, st, dyn["bwd_tol"], "adjoint (backward)") if throw else u), st
 
     def matvec_z(x):
         return jax.tree.map(jnp.subtract, x, jvp_z(x))
@@ -268,8 +274,7 @@ def _implicit_jvp(f, settings, throw, primals, tangents):
         return tangent_solve(rhs[0]), rhs[1]
 
     def transpose_solve(_, rhs):
-        u, st = adjoint_solve(rhs[0])
-        st = relative(st, rhs[0])  # the adjoint residual relative to ||g||, as BackwardStats reports it
+        u, st = adjoint_solve(rhs[0])  # the residual relative to ||g||, as BackwardStats reports it
         return u, rhs[1] + encode(st, settings.trajectory, rhs[1].dtype)
 
     dz, _ = lax.custom_linear_solve(matvec, (b, b_probe), solve, transpose_solve)

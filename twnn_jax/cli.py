@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dash.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
 
-    bench = sub.add_parser("bench", allow_abbrev=False, help="run benchmarks/bench_train.py (extra arguments too)",
-                           usage="twnn bench [-h] [--dry-run] [bench_train.py options, e.g. --quick]")
+    bench = sub.add_parser("bench", allow_abbrev=False,
+                           help="training speed per task (twnn_jax.bench; extra arguments go to it)",
+                           usage="twnn bench [-h] [--dry-run] [benchmark options, e.g. --quick]")
     bench.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     return parser
 
