@@ -10,8 +10,12 @@ Dashboard, in a real Chromium (Debian's, /usr/bin/chromium), the server started 
   switch_back_s    task digits -> sine (a task used before): select -> the sine chart drawn again
 CLI: wall seconds of `twnn train --task sine --steps 10 --quiet` in a fresh process, same three cache states.
 
+With `--launchers twnn streamlit` each dashboard start is paired with one by `python -m streamlit run
+<the installed app.py>` (the same server without the background preload that `twnn dashboard` starts,
+dashboard/preload.py), taken in turn, so the two can be compared in one run.
+
 Usage:  python benchmarks/bench_startup.py [--repeats 1] [--states off cold warm] [--no-cli] [--no-browser]
-                                          [--out FILE]
+                                          [--launchers twnn streamlit] [--out FILE]
 Prints one JSON document on stdout (progress on stderr). Needs the package installed (`pip install -e .`),
 Playwright (`pip install -e '.[dev]'`) and Chromium. The machine's load average is recorded with each run.
 """
@@ -76,15 +80,25 @@ def _select_task(page, task: str) -> None:
     page.get_by_role("option", name=task, exact=True).click()
 
 
-def dashboard_start(browser, cache: str, work: Path) -> dict:
+def _server_command(launcher: str, port: int) -> list[str]:
+    flags = ["--server.headless=true", f"--server.port={port}", "--server.fileWatcherType=none"]
+    if launcher == "twnn":
+        return [*TWNN, "dashboard", *flags]
+    from twnn_dashboard.static_files import ensure_plotly_js
+    from twnn_jax.cli import dashboard_command
+
+    ensure_plotly_js()  # as `twnn dashboard` does before it starts the server
+    return dashboard_command(flags)  # python -m streamlit run .../app.py ...: no preload
+
+
+def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> dict:
     """One server start: times to the first chart, then sine -> digits -> sine."""
     port = _free_port()
     log_path = work / f"server-{port}.log"
     out = {"load_before": os.getloadavg()[0]}
     with open(log_path, "w") as log_file:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([*TWNN, "dashboard", "--server.headless=true", f"--server.port={port}",
-                                 "--server.fileWatcherType=none"], cwd=work, env=_env(cache), stdout=log_file,
+        proc = subprocess.Popen(_server_command(launcher, port), cwd=work, env=_env(cache), stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_health(proc, port, log_path)
@@ -145,6 +159,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-browser", action="store_true", help="skip the dashboard timings")
     ap.add_argument("--states", nargs="+", choices=["off", "cold", "warm"], default=["off", "cold", "warm"],
                     help="cache states to measure (warm after cold uses the directory cold filled)")
+    ap.add_argument("--launchers", nargs="+", choices=["twnn", "streamlit"], default=["twnn"],
+                    help="start the server with `twnn dashboard` (preloads) and/or `python -m streamlit run` (no "
+                         "preload), in turn for each start; results under dashboard / dashboard_streamlit")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="twnn-startup-"))
@@ -166,9 +183,11 @@ def main(argv=None) -> int:
                 for name, cache in _states(cache_dir, args.states) * args.repeats:
                     if name == "cold":
                         shutil.rmtree(cache_dir, ignore_errors=True)
-                    r = dashboard_start(browser, cache, work)
-                    log(f"twnn dashboard ({name} cache): {r}")
-                    results["dashboard"].setdefault(name, []).append(r)
+                    for launcher in args.launchers:
+                        r = dashboard_start(browser, cache, work, launcher)
+                        part = "dashboard" if launcher == "twnn" else f"dashboard_{launcher}"
+                        log(f"{part} ({name} cache): {r}")
+                        results.setdefault(part, {}).setdefault(name, []).append(r)
                 browser.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -432,3 +432,21 @@ def test_code_span_reader_follows_commonmark():
     assert _code_spans("`` a`b ``") == ("", ["a`b"])
     assert _code_spans("x ` y") == ("x ` y", [])
     assert controls.inert("`") == "`` ` ``" and _code_spans(controls.inert("`"))[1] == ["`"]
+
+
+def test_preload_builds_and_compiles_what_the_default_page_uses():
+    """`twnn dashboard` warms the default page's run in the background (dashboard/preload.py): the page opened
+    without URL parameters gets that very trainer, and its warm-up then compiles nothing new."""
+    from twnn_dashboard import preload
+
+    preload.warm_default()
+    config = preload.default_config()
+    trainer = session.get_trainer(config)
+    before = session.compile_counts(trainer)
+    assert all(n is None or n >= 1 for n in before.values()), before  # the preload compiled each of them
+    runner = runner_of(new_app())
+    assert runner.config == config
+    assert runner.trainer.run is trainer.run and runner.trainer.evaluate is trainer.evaluate  # the same build
+    runner._warm_thread.join(timeout=TIMEOUT)
+    runner.evaluate()
+    assert session.compile_counts(trainer) == before

@@ -203,11 +203,24 @@ def _run_or_print(name: str, command: list[str], script: Path, dry_run: bool) ->
 
 
 def _dashboard(args, extra) -> int:
-    if not args.dry_run:
-        from twnn_dashboard.static_files import ensure_plotly_js
+    command = dashboard_command(extra)
+    if args.dry_run or not _app_path().is_file():
+        return _run_or_print("dashboard", command, _app_path(), args.dry_run)
+    from twnn_dashboard.preload import start_preload
+    from twnn_dashboard.static_files import ensure_plotly_js
 
-        ensure_plotly_js()  # plotly.js served from the first request on (else the app copies it at the first page)
-    return _run_or_print("dashboard", dashboard_command(extra), _app_path(), args.dry_run)
+    ensure_plotly_js()  # plotly.js served from the first request on (else the app copies it at the first page)
+    start_preload()  # the default page's run built and compiled while the server starts and the browser connects
+    # The server runs in this process (as `python -m streamlit run ...` would), so the app script finds
+    # what the preload built; Ctrl-C and SIGTERM reach Streamlit's own handlers.
+    from streamlit.web.cli import main as streamlit_main
+
+    sys.argv = ["streamlit", *command[3:]]
+    try:
+        streamlit_main(prog_name="streamlit")
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    return 0
 
 
 def _bench(args, extra) -> int:

@@ -256,7 +256,15 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
 
     run_steps.__doc__ = run.__doc__
     run_steps._cache_size = run_jit._cache_size  # what the no-recompilation checks read
-    return Trainer(cfg, task, model, init, jax.jit(step), run_steps, jax.jit(evaluate), generate, contraction)
+
+    init_jit = jax.jit(init)  # one compilation (cached on disk) instead of a dispatch per operation
+
+    def init_state(seed) -> TrainState:
+        return init_jit(jnp.asarray(seed, jnp.int32))  # a fixed dtype: every seed shares the one compilation
+
+    init_state.__doc__ = init.__doc__
+    init_state._cache_size = init_jit._cache_size
+    return Trainer(cfg, task, model, init_state, jax.jit(step), run_steps, jax.jit(evaluate), generate, contraction)
 
 
 @functools.lru_cache(maxsize=16)
