@@ -57,18 +57,19 @@ def browser_context_args(browser_context_args):
 
 
 @contextlib.contextmanager
-def _dashboard_server(log_dir: Path, timeout: float = 60.0):
-    """`streamlit run dashboard/app.py` started as users do, in its own process group (as a terminal's
-    foreground job), on a free port; yields the process with `.url` and `.logs()` once its health check
-    answers (a RuntimeError with the server's log if it exits or `timeout` passes). Killed at the end
-    unless the test ended it."""
+def _dashboard_server(log_dir: Path, timeout: float = 60.0, twnn: bool = False):
+    """`streamlit run dashboard/app.py` (or with `twnn=True`, `twnn dashboard`) started as users do, in its
+    own process group (as a terminal's foreground job), on a free port; yields the process with `.url` and
+    `.logs()` once its health check answers (a RuntimeError with the server's log if it exits or `timeout`
+    passes). Killed at the end unless the test ended it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     stdout, stderr = open(log_dir / "stdout.log", "w"), open(log_dir / "stderr.log", "w")
-    cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless=true",
-           f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
-           "--server.fileWatcherType=none"]
+    flags = ["--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
+             "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
+    cmd = ([sys.executable, "-m", "twnn_jax.cli", "dashboard", *flags] if twnn
+           else [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", *flags])
     proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=stdout, stderr=stderr,
                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     proc.url = f"http://127.0.0.1:{port}"

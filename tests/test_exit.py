@@ -231,3 +231,18 @@ def test_dashboard_server_exits_cleanly_on_a_signal(server, chromium, signum, wh
     page.close()
     assert server.returncode == 0, server.logs()[-4000:]
     _no_faults(server.logs())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_twnn_dashboard_exits_cleanly_while_it_preloads(tmp_path, dashboard_server, signum):
+    """`twnn dashboard` signalled as soon as it answers, while its background preload (dashboard/preload.py)
+    is building and compiling the default page's run (seconds, with the compilation cache off in tests):
+    exit 0, no abort, no traceback, within a bounded time."""
+    with dashboard_server(tmp_path, START_TIMEOUT_S, twnn=True) as proc:
+        os.killpg(proc.pid, signum)
+        try:
+            proc.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"twnn dashboard did not exit within {EXIT_TIMEOUT_S} s:\n{proc.logs()[-4000:]}")
+        assert proc.returncode == 0, proc.logs()[-4000:]
+        _no_faults(proc.logs())
