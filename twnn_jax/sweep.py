@@ -178,11 +178,12 @@ def _eval_summary(trainer, params, live) -> dict:
             "eval_converged_frac": jnp.mean(ev["fwd_converged"].astype(jnp.float32))}
 
 
-def _train_group(configs: list[TrainConfig], steps: int, mesh: Mesh) -> tuple[dict, dict, float]:
+def _train_group(configs: list[TrainConfig], steps: int, mesh: Mesh) -> tuple[dict, dict, dict]:
     """Train configurations that share a trainer (only live controls and seed differ) as one sharded program.
 
     Returns (per-step columns (configs, steps) of the summary keys, evaluation numbers per configuration,
-    seconds of the first call, compilation included)."""
+    seconds spent compiling and running). Each program is compiled ahead of its first call (`lower().compile()`),
+    so the two are timed apart."""
     trainer = trainer_for(configs[0])
     size = mesh.devices.size
     padded = configs + [configs[-1]] * (-len(configs) % size)
@@ -190,41 +191,52 @@ def _train_group(configs: list[TrainConfig], steps: int, mesh: Mesh) -> tuple[di
     lives = LiveControls(*(_global(mesh, np.asarray([getattr(c, name) for c in padded],
                                                     np.int32 if SETTINGS[name].type is int else np.float32))
                            for name in LIVE))
+    seconds = {"compile": 0.0, "train": 0.0}
 
-    def sharded(f):
+    def compiled(f, *args):
+        """f over one configuration -> vmap over the device's configurations, shard_map over the mesh, compiled."""
         # check_vma=False: the solver's loops start from constants (the same on every device) and carry
         # per-configuration values; nothing here is communicated, so there is nothing for the check to guard
-        return jax.jit(jax.shard_map(jax.vmap(f), mesh=mesh, in_specs=P(MESH_AXIS), out_specs=P(MESH_AXIS),
-                                     check_vma=False))
+        program = jax.jit(jax.shard_map(jax.vmap(f), mesh=mesh, in_specs=P(MESH_AXIS), out_specs=P(MESH_AXIS),
+                                        check_vma=False))
+        start = time.perf_counter()
+        program = program.lower(*args).compile()
+        seconds["compile"] += time.perf_counter() - start
+        return program
 
-    programs = {}
+    def timed(program, *args):
+        start = time.perf_counter()
+        out = _host(program(*args))
+        seconds["train"] += time.perf_counter() - start
+        return out
 
-    def program(n):  # one compilation per distinct call length (at most two: STEPS_PER_CALL and the rest)
-        if n not in programs:
-            def chunk(state, live):
-                state, out = trainer.run(state, live, n)
-                return state, {"count": out["count"], "rows": out["rows"]}
-
-            programs[n] = sharded(chunk)
-        return programs[n]
-
+    init = compiled(trainer.init, seeds)
     start = time.perf_counter()
-    state = sharded(lambda seed: trainer.init(seed))(seeds)
+    state = jax.block_until_ready(init(seeds))
+    seconds["train"] += time.perf_counter() - start
+    programs: dict = {}  # call length -> program (at most two: STEPS_PER_CALL and the rest)
     columns: dict = {}
-    first = None
     done = 0
     while done < steps:
         n = min(STEPS_PER_CALL, steps - done)
-        state, out = program(n)(state, lives)
+        if n not in programs:
+            def chunk(state, live, n=n):
+                state, out = trainer.run(state, live, n)
+                return state, {"count": out["count"], "rows": out["rows"]}
+
+            programs[n] = compiled(chunk, state, lives)
+        start = time.perf_counter()
+        state, out = programs[n](state, lives)
         out = _host(out)
+        seconds["train"] += time.perf_counter() - start
         for key, rows in out["rows"].items():
             columns.setdefault(key, []).append(rows[:, :n])
         done += n
-        first = time.perf_counter() - start if first is None else first
-    evaluation = _host(sharded(lambda p, live: _eval_summary(trainer, p, live))(state.params, lives))
+    evaluate = compiled(lambda params, live: _eval_summary(trainer, params, live), state.params, lives)
+    evaluation = timed(evaluate, state.params, lives)
     keep = len(configs)
     columns = {k: np.concatenate(v, axis=1)[:keep] for k, v in columns.items()}
-    return columns, {k: v[:keep] for k, v in evaluation.items()}, first or 0.0
+    return columns, {k: v[:keep] for k, v in evaluation.items()}, seconds
 
 
 def _mean_last(a: np.ndarray, n: int) -> np.ndarray:
@@ -268,11 +280,11 @@ def run_sweep(grid: Grid, steps: int, *, devices=None) -> SweepResult:
     losses = np.zeros((len(configs), steps), np.float32)
     rows: list = [None] * len(configs)
     start = time.perf_counter()
-    first_calls = []
+    seconds = {"compile": 0.0, "train": 0.0}
     for indices in groups.values():
         group = [configs[i] for i in indices]
-        columns, evaluation, first = _train_group(group, steps, mesh)
-        first_calls.append(round(first, 3))
+        columns, evaluation, spent = _train_group(group, steps, mesh)
+        seconds = {k: seconds[k] + spent[k] for k in seconds}
         for i, row in zip(indices, _table(group, columns, evaluation)):
             rows[i] = {"index": i, **row}
         losses[indices] = columns["loss"]
@@ -283,7 +295,8 @@ def run_sweep(grid: Grid, steps: int, *, devices=None) -> SweepResult:
         "programs": len(groups),
         "padded_to": sum(len(g) + (-len(g) % size) for g in groups.values()),
         "seconds": round(time.perf_counter() - start, 3),
-        "first_call_seconds": first_calls,
+        "compile_seconds": round(seconds["compile"], 3),  # of that, compiling the programs
+        "train_seconds": round(seconds["train"], 3),  # and running them (init, training, evaluation, transfers)
     }
     return SweepResult(grid, steps, rows, losses, info)
 

@@ -117,8 +117,8 @@ def run_command(args, usage_error) -> int:
         return 0
     info = sweep.write_sweep(result, out)
     best = info["best_by_eval_loss"]
-    print(f"sweep {out}: {size} configurations in {info['seconds']} s (compile and first call "
-          f"{sum(info['first_call_seconds']):.1f} s); files {', '.join(info['files'])}")
+    print(f"sweep {out}: {size} configurations in {info['seconds']} s (compiling {info['compile_seconds']:.1f} s, "
+          f"training {info['train_seconds']:.1f} s); files {', '.join(info['files'])}")
     if best is not None:
         label = ", ".join(f"{k} {SETTINGS[k].show(best[k])}" for k in AXES if len(grid.axes[k]) > 1)
         print(f"  best by evaluation loss: {label}: eval loss {best['eval_loss']:.4g}, "
