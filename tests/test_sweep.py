@@ -100,6 +100,8 @@ BAD_ARGS = [
     (["--num-processes", "2"], "--num-processes", "need --coordinator"),
     (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"], "--process-id", "below"),
     (["--out", "/proc/nope"], "--out", "cannot write"),
+    (["--devices", "2", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "1"], "--devices",
+     "one process only"),
 ]
 
 

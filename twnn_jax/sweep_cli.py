@@ -91,13 +91,17 @@ def run_command(args, usage_error) -> int:
     except ValueError as err:
         raise usage_error(name + str(err)) from None
     out = args.out if args.out is not None else Path("runs") / f"sweep-{base.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        runs.check_out_dir(out, "--out")
-    except runs.RunError as err:
-        raise usage_error(name + str(err)) from None
-    if (out / SWEEP_JSON).exists() and not args.force:
-        raise usage_error(f"{name}--out {shorten(str(out))} already holds a sweep; choose another directory or add "
-                          "--force to overwrite it")
+    if dist is None or dist[2] == 0:  # process 0 writes: only its --out matters
+        try:
+            runs.check_out_dir(out, "--out")
+        except runs.RunError as err:
+            raise usage_error(name + str(err)) from None
+        if (out / SWEEP_JSON).exists() and not args.force:
+            raise usage_error(f"{name}--out {shorten(str(out))} already holds a sweep; choose another directory or "
+                              "add --force to overwrite it")
+    if dist is not None and args.devices is not None:
+        raise usage_error(f"{name}--devices works in one process only; with several, every device of every process "
+                          "takes part")
     sweep.init_distributed(dist)  # before JAX touches a device
     import jax
 
