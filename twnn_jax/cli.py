@@ -81,7 +81,7 @@ def _setting_help(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="twnn", description="Fixed-point (temporal wormhole) networks in JAX.", allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", metavar="{train,experiment,dashboard,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sweep,experiment,dashboard,bench}")
     sub.required = True
 
     train = sub.add_parser("train", help="train one run; writes metrics.jsonl, a checkpoint and report.html",
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     for s in DECLARATION:
         group.add_argument(_flag(s.name), dest=s.name, type=_setting_type(s.name), default=argparse.SUPPRESS,
                            metavar=s.name.upper(), help=_setting_help(s.name))
+
+    from .sweep_cli import add_sweep_parser
+
+    add_sweep_parser(sub, setting_type=_setting_type, count_type=_count_type, path_type=_path_type, flag=_flag,
+                     setting_help=_setting_help)
 
     exp = sub.add_parser("experiment", help="run a named experiment (paper)", allow_abbrev=False)
     exp.add_argument("name", choices=["paper"], help="the experiment: paper = the paper's tables and figures")
@@ -250,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "experiment":
             return _experiment(args)
+        if args.command == "sweep":
+            from .sweep_cli import run_command
+
+            return run_command(args, UsageError)
         if args.command == "dashboard":
             return _dashboard(args, extra)
         return _bench(args, extra)

@@ -116,7 +116,9 @@ def solve_settings(cfg: TrainConfig, live: LiveControls) -> SolveSettings:
     )
 
 
-def build_trainer(cfg: TrainConfig) -> Trainer:
+def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
+    """`batch_sharding` (a `jax.sharding.Sharding` of a batch's leading axis): split every training batch over
+    devices as it says, data-parallel (twnn_jax.data_parallel); None: wherever the state lives."""
     check_config(cfg)
     task = build_task(cfg)
     model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth)
@@ -135,6 +137,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     def step(state: TrainState, live: LiveControls):
         key, k_batch = jax.random.split(state.key)
         x, y = task.sample(k_batch, cfg.batch_size)
+        if batch_sharding is not None:
+            x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
         probe = backward_probe((cfg.batch_size,), capacity)
 
         def loss_fn(params, probe):
