@@ -184,3 +184,18 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, argv, says):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says.replace("{tmp}", str(tmp_path)) in err, err
+
+
+@pytest.mark.e2e
+def test_experiment_surrogate_quick_writes_results_and_checks(tmp_path, capsys):
+    assert cli.main(["experiment", "surrogate", "--quick", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "experiment" / "surrogate"
+    results = json.loads((folder / "results.json").read_text())
+    assert set(results) >= {"meta", "wta", "warm_training", "offline"} and results["meta"]["quick"]
+    assert results["wta"]["never_settled"] >= 0 and results["wta"]["settling_iters"]["n"] == 64
+    assert len(results["warm_training"]["seeds"]) == 1 and results["offline"]["n_test"] == 360
+    text = (folder / "RESULTS.md").read_text()
+    assert "soft winner-take-all" in text and "side by side" in text
+    capsys.readouterr()
+    assert cli.main(["experiment", "surrogate", "--check", "--out", str(tmp_path)]) in (0, 1)
+    assert "experiment surrogate:" in capsys.readouterr().out

@@ -172,13 +172,20 @@ def _experiment(args) -> int:
     except ImportError as err:
         print(f"twnn experiment: error: twnn_jax.experiments is not available ({err})", file=sys.stderr)
         return 1
+    folder = Path(args.out) / "experiment" / ("surrogate" if args.name == "surrogate" else "")
     if args.check:
-        current, line = check_results(Path(args.out) / "experiment")
-        print(f"experiment paper: {line}")
+        current, line = check_results(folder)
+        print(f"experiment {args.name}: {line}")
         return 0 if current else 1
     kwargs = {"quick": args.quick}
     if args.seeds is not None:
         kwargs["seeds"] = args.seeds
+    if args.name == "surrogate":
+        from .experiments.surrogate import run_surrogate
+
+        run_surrogate(args.out, **kwargs)
+        print(f"experiment surrogate: results in {folder}")
+        return 0
     result = run_paper(args.out, **kwargs)
     print(f"experiment paper: results in {args.out}" + (f" ({result})" if isinstance(result, (str, Path)) else ""))
     return 0

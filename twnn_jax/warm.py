@@ -20,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import surrogate
 
+SMALL_EVAL_SET = 64  # an evaluation set smaller than this is topped up with fresh samples in `study`
 SURROGATE_LR = 3e-3  # Adam step size of the surrogate trained alongside (ours)
 _OPT = optax.adam(SURROGATE_LR)
 
@@ -93,11 +94,12 @@ def study(trainer, state, live, *, hidden: int = 64, steps: int = 3000, n_train:
     """Train a surrogate of a trained net's fixed point and measure it (the numbers of `twnn surrogate`).
 
     Pairs: `n_train` inputs drawn by the task's sampler (digits: the training split) and their fixed points.
-    Held out: the task's evaluation set (digits: the test split) plus, for a task whose evaluation set is
-    small (sine: 8 windows), fresh samples from another key, up to `n_test`. Reports the relative error of
-    the fixed point, the task metric with the surrogate in place of the solve (digits: test accuracy; sine:
-    free-running RMSE too), the time per batch of the solve and of the one pass, and the forward iterations
-    of solves started at zeros and at the surrogate's guess (per-sample distribution of the saving).
+    Held out: the task's evaluation set (digits: the 360 test images) and, when it has fewer than
+    `SMALL_EVAL_SET` samples (sine: 8 windows), fresh samples from another key, up to `n_test` in all.
+    Reports the relative error of the fixed point, the task metric with the surrogate in place of the
+    solve (digits: test accuracy; sine: free-running RMSE too), the time per batch of the solve and of the
+    one pass, and the forward iterations of solves started at zeros and at the surrogate's guess
+    (per-sample distribution of the saving).
     """
     from .train import solve_settings
 
@@ -111,7 +113,7 @@ def study(trainer, state, live, *, hidden: int = 64, steps: int = 3000, n_train:
     x_train, _ = task.sample(k_train, n_train)
     x_eval, y_eval = task.eval_set
     x_test = x_eval
-    if x_eval.shape[0] < n_test:
+    if x_eval.shape[0] < SMALL_EVAL_SET:  # sine: 8 windows; fresh phases from another key (digits: the test split only)
         x_test = jnp.concatenate([x_eval, task.sample(k_test, n_test - x_eval.shape[0])[0]])
     unravel, n_state = state_template(model, params, x_train[0], settings)
 
