@@ -5,6 +5,7 @@
     twnn experiment paper --out assets --quick
     twnn dashboard --server.port 8502                      # extra arguments go to Streamlit
     twnn bench --quick
+    twnn surrogate --run runs/digits                       # a feed-forward surrogate of the run's fixed point
 
 This module only parses: the flags of `twnn train` are generated from the settings declaration
 (`twnn_jax.settings`), and the run itself (its directory, `metrics.jsonl`, checkpoints, `summary.json`,
@@ -81,7 +82,7 @@ def _setting_help(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="twnn", description="Fixed-point (temporal wormhole) networks in JAX.", allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", metavar="{train,sweep,experiment,dashboard,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,sweep,experiment,surrogate,dashboard,bench}")
     sub.required = True
 
     train = sub.add_parser("train", help="train one run; writes metrics.jsonl, a checkpoint and report.html",
@@ -108,13 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
                      setting_help=_setting_help)
 
     exp = sub.add_parser("experiment", help="run a named experiment (paper)", allow_abbrev=False)
-    exp.add_argument("name", choices=["paper"], help="the experiment: paper = the paper's tables and figures")
+    exp.add_argument("name", choices=["paper", "surrogate"],
+                     help="the experiment: paper = the paper's tables and figures; surrogate = seed 002 "
+                          "(soft winner-take-all surrogate, warm starts)")
     exp.add_argument("--out", type=_path_type("a directory"), default=Path("assets"),
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
     exp.add_argument("--seeds", type=_count_type("seeds", 1, 1000), default=None, help="number of seeds")
     exp.add_argument("--check", action="store_true",
                      help="run nothing: say whether OUT/experiment/results.json is current (exit 1 if code changed)")
+
+    sur = sub.add_parser("surrogate", allow_abbrev=False,
+                         help="train a feed-forward surrogate of a saved run's fixed point; writes DIR/surrogate/",
+                         description="Train a two-layer surrogate x -> z*(x) of the run's fixed point and report "
+                                     "its error, the task metric with it, times per batch and warm-start iterations.")
+    sur.add_argument("--run", type=_path_type("a run directory"), required=True, metavar="DIR",
+                     help="the run directory (written by twnn train)")
+    sur.add_argument("--hidden", type=_setting_type("surrogate_hidden"), default=SETTINGS["surrogate_hidden"].default,
+                     help="hidden width of the surrogate (default %(default)s)")
+    sur.add_argument("--steps", type=_count_type("steps", 1, 1_000_000), default=3000,
+                     help="training steps of the surrogate (default %(default)s)")
+    sur.add_argument("--pairs", type=_count_type("pairs", 16, 1_000_000), default=4096,
+                     help="(input, fixed point) pairs to train on (default %(default)s)")
 
     dash = sub.add_parser(
         "dashboard", allow_abbrev=False, help="start the Streamlit dashboard (extra arguments go to Streamlit)",
@@ -162,15 +178,34 @@ def _experiment(args) -> int:
     except ImportError as err:
         print(f"twnn experiment: error: twnn_jax.experiments is not available ({err})", file=sys.stderr)
         return 1
+    folder = Path(args.out) / "experiment" / ("surrogate" if args.name == "surrogate" else "")
     if args.check:
-        current, line = check_results(Path(args.out) / "experiment")
-        print(f"experiment paper: {line}")
+        current, line = check_results(folder)
+        print(f"experiment {args.name}: {line}")
         return 0 if current else 1
     kwargs = {"quick": args.quick}
     if args.seeds is not None:
         kwargs["seeds"] = args.seeds
+    if args.name == "surrogate":
+        from .experiments.surrogate import run_surrogate
+
+        run_surrogate(args.out, **kwargs)
+        print(f"experiment surrogate: results in {folder}")
+        return 0
     result = run_paper(args.out, **kwargs)
     print(f"experiment paper: results in {args.out}" + (f" ({result})" if isinstance(result, (str, Path)) else ""))
+    return 0
+
+
+def _surrogate(args) -> int:
+    from . import warm
+
+    try:
+        result = warm.study_run(args.run, hidden=args.hidden, steps=args.steps, n_train=args.pairs)
+    except ValueError as err:
+        raise UsageError(f"twnn surrogate: error: --run {shorten(str(err), 300)}") from None
+    print(warm.summary_text(result))
+    print(f"  written: {Path(args.run) / warm.SUMMARY_DIR / 'summary.json'}")
     return 0
 
 
@@ -259,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             from .sweep_cli import run_command
 
             return run_command(args, UsageError)
+        if args.command == "surrogate":
+            return _surrogate(args)
         if args.command == "dashboard":
             return _dashboard(args, extra)
         return _bench(args, extra)

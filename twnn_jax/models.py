@@ -34,6 +34,9 @@ class Model(NamedTuple):
     n_wormholes: int
     uses_fix: bool
     contraction: Callable | None = None  # (params, x, gate_bias, settings) -> estimate of ||J|| (max over blocks)
+    # one-solve models (wormhole, resnet_fp, small), for surrogates and warm starts (twnn_jax.warm):
+    solve: Callable | None = None  # (params, x, gate_bias, settings, probe=None, z0=None) -> (state, stats, gates)
+    readout: Callable | None = None  # (params, x, state) -> output; apply = readout after solve
 
 
 def _dense_init(key, n_in, n_out, scale=1.0):
@@ -79,14 +82,20 @@ def wormhole_classifier(n_in, n_out, hidden=64, layers=3, wormholes=None) -> Mod
         k1, k2 = jax.random.split(key)
         return {"seg": init_segment(k1, spec), "head": _dense_init(k2, hidden, n_out)}
 
-    def apply(params, x, gate_bias, settings: SolveSettings, probe=None):
-        state, stats, g = solve_segment(params["seg"], x, gate_bias, spec, settings, probe)
-        return _dense(params["head"], state[-1]), stats, g
+    def solve(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
+        return solve_segment(params["seg"], x, gate_bias, spec, settings, probe, z0)
+
+    def readout(params, x, state):
+        return _dense(params["head"], state[-1])
+
+    def apply(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
+        state, stats, g = solve(params, x, gate_bias, settings, probe, z0)
+        return readout(params, x, state), stats, g
 
     def contraction(params, x, gate_bias, settings):
         return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
-    return Model("wormhole", init, apply, len(wormholes), True, contraction)
+    return Model("wormhole", init, apply, len(wormholes), True, contraction, solve, readout)
 
 
 def resnet_fp(n_in, n_out, hidden=64) -> Model:
@@ -102,11 +111,20 @@ def resnet_fp(n_in, n_out, hidden=64) -> Model:
             "head": _dense_init(k[3], hidden, n_out),
         }
 
-    def apply(params, x, gate_bias, settings: SolveSettings, probe=None):
+    def solve(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
+        """The state is both blocks' fixed points, (s1, s2); `z0` one of the same structure."""
         h = jnp.tanh(_dense(params["embed"], x))
-        s1, st1, g1 = solve_segment(params["block12"], h, gate_bias, spec, settings, probe)
-        s2, st2, g2 = solve_segment(params["block34"], s1[-1], gate_bias, spec, settings, probe)
-        return _dense(params["head"], s2[-1]), _combine([st1, st2]), jnp.concatenate([g1, g2])
+        z1, z2 = (None, None) if z0 is None else z0
+        s1, st1, g1 = solve_segment(params["block12"], h, gate_bias, spec, settings, probe, z1)
+        s2, st2, g2 = solve_segment(params["block34"], s1[-1], gate_bias, spec, settings, probe, z2)
+        return (s1, s2), _combine([st1, st2]), jnp.concatenate([g1, g2])
+
+    def readout(params, x, state):
+        return _dense(params["head"], state[1][-1])
+
+    def apply(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
+        state, stats, g = solve(params, x, gate_bias, settings, probe, z0)
+        return readout(params, x, state), stats, g
 
     def contraction(params, x, gate_bias, settings):
         h = jnp.tanh(_dense(params["embed"], x))
@@ -114,7 +132,7 @@ def resnet_fp(n_in, n_out, hidden=64) -> Model:
         c2, _ = segment_contraction(params["block34"], s1[-1], gate_bias, spec, settings)
         return jnp.maximum(c1, c2)
 
-    return Model("resnet_fp", init, apply, 2, True, contraction)
+    return Model("resnet_fp", init, apply, 2, True, contraction, solve, readout)
 
 
 def resnet_plain(n_in, n_out, hidden=64, depth=4) -> Model:
@@ -141,14 +159,20 @@ def small_net(window, hidden=32) -> Model:
     def init(key):
         return {"seg": init_segment(key, spec, hole_scale=1.0)}
 
-    def apply(params, x, gate_bias, settings: SolveSettings, probe=None):
-        state, stats, g = solve_segment(params["seg"], x, gate_bias, spec, settings, probe)
-        return state[-1], stats, g
+    def solve(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
+        return solve_segment(params["seg"], x, gate_bias, spec, settings, probe, z0)
+
+    def readout(params, x, state):
+        return state[-1]
+
+    def apply(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
+        state, stats, g = solve(params, x, gate_bias, settings, probe, z0)
+        return readout(params, x, state), stats, g
 
     def contraction(params, x, gate_bias, settings):
         return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
-    return Model("small", init, apply, 1, True, contraction)
+    return Model("small", init, apply, 1, True, contraction, solve, readout)
 
 
 def wormhole_rnn(n_in, n_out, hidden=32) -> Model:

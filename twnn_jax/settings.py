@@ -136,6 +136,12 @@ DECLARATION: tuple[Setting, ...] = (
     Setting("seq_len", int, 50, "adding: the sequence length (at least 2); copy: the delay.", "Sequence length",
             low=0, high=100_000),
     Setting("split_seed", int, 0, "digits: seed of the train/test split.", "Split seed", low=0, high=2**31 - 1),
+    Setting("warm_start", str, None, "surrogate: start every forward solve from the guess of a two-layer "
+            "feed-forward surrogate of the fixed point, trained alongside on the detached fixed points "
+            "(models wormhole, resnet_fp, small). none: start from zeros.", "Warm start",
+            choices=("surrogate",), optional=True),
+    Setting("surrogate_hidden", int, 64, "Hidden width of the two-layer surrogate of the fixed point (warm starts, "
+            "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
 )
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in DECLARATION}

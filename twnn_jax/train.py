@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import warm as warm_start
 from ._backward_stats import backward_probe, value_and_grad_with_stats
 from .models import DEFAULT_MODEL, Model, build_model
 from .settings import (  # noqa: F401 - re-exported: the config and live-control names live in settings.py
@@ -56,7 +57,7 @@ STEPS_PER_CALL = 512
 # metrics.jsonl holds. gate_mean is absent for models without gates.
 SUMMARY_KEYS = ("step", "loss", "metric", "skipped", "grad_norm", "fwd_iters_mean", "fwd_iters_max",
                 "bwd_iters_mean", "bwd_iters_max", "converged_frac", "bwd_converged_frac", "fwd_diverged_frac",
-                "fwd_residual_max", "gate_mean")
+                "fwd_residual_max", "gate_mean", "surrogate_error")
 
 
 class TrainState(NamedTuple):
@@ -64,6 +65,7 @@ class TrainState(NamedTuple):
     opt_state: optax.OptState
     step: jax.Array
     key: jax.Array
+    surrogate: dict | None = None  # warm_start "surrogate": its parameters and Adam state (twnn_jax.warm)
 
 
 class Trainer(NamedTuple):
@@ -124,15 +126,30 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
     model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth)
     opt = _optimizer(cfg.clip_norm)
     capacity = cfg.trajectory
+    warm = cfg.warm_start == "surrogate"
+    if warm:
+        warm_start.check_model(model)
 
     def forward(params, x, live, probe):
         s = solve_settings(cfg, live)
         return jax.vmap(lambda xi, pi: model.apply(params, xi, live.gate, s, pi))(x, probe)
 
+    def forward_warm(params, x, live, probe, sur):
+        """`forward` with every solve started from the surrogate's guess; also returns the fixed points."""
+        s = solve_settings(cfg, live)
+        unravel, _ = warm_start.state_template(model, params, x[0], s)
+        z0 = warm_start.guess(sur["params"], x, unravel)
+        return jax.vmap(lambda xi, pi, zi: warm_start.apply_from(model, params, xi, live.gate, s, pi, zi))(x, probe, z0)
+
     def init(seed) -> TrainState:
         k_model, k_data = jax.random.split(jax.random.PRNGKey(seed))
         params = model.init(k_model)
-        return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), k_data)
+        sur = None
+        if warm:
+            x_one = task.eval_set[0][0]
+            _, n_state = warm_start.state_template(model, params, x_one, solve_settings(cfg, live_controls(cfg)))
+            sur = warm_start.init_state(jax.random.fold_in(k_model, 1), x_one.size, n_state, cfg.surrogate_hidden)
+        return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), k_data, sur)
 
     def step(state: TrainState, live: LiveControls):
         key, k_batch = jax.random.split(state.key)
@@ -142,11 +159,14 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
         probe = backward_probe((cfg.batch_size,), capacity)
 
         def loss_fn(params, probe):
-            out, stats, gates = forward(params, x, live, probe)
+            if warm:
+                out, stats, gates, z_star = forward_warm(params, x, live, probe, state.surrogate)
+            else:
+                (out, stats, gates), z_star = forward(params, x, live, probe), None
             loss, metric = task.loss(out, y)
-            return loss, (metric, stats, gates)
+            return loss, (metric, stats, gates, z_star)
 
-        (loss, (metric, stats, gates)), grads, bst = value_and_grad_with_stats(loss_fn, has_aux=True)(
+        (loss, (metric, stats, gates, z_star)), grads, bst = value_and_grad_with_stats(loss_fn, has_aux=True)(
             state.params, probe
         )
         # A step whose loss or gradient is not finite changes nothing but the step count and the batch key,
@@ -162,8 +182,12 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
         updates, new_opt = opt.update(safe_grads, opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+        sur, sur_error = state.surrogate, None
+        if warm:  # the surrogate's own step on the detached fixed points (twnn_jax.warm)
+            sur, sur_error = warm_start.update(state.surrogate, x, z_star)
+            sur = keep(sur, state.surrogate)
         new_state = TrainState(keep(new_params, state.params), keep(new_opt, state.opt_state),
-                               state.step + 1, key)
+                               state.step + 1, key, sur)
         metrics = {
             "step": state.step + 1,
             "loss": loss,
@@ -190,6 +214,8 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
         }
         if gates.size:
             metrics["gate_mean"] = jnp.mean(gates)
+        if sur_error is not None:
+            metrics["surrogate_error"] = sur_error
         if capacity:
             metrics["fwd_trajectory"] = stats.trajectory
             metrics["bwd_trajectory"] = bst.trajectory

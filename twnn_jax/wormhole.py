@@ -133,12 +133,15 @@ def sweep(state, params, x, gate_bias, spec: SegmentSpec, order: str = "layer", 
     return tuple(new)
 
 
-def solve_segment(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettings, probe=None):
-    """The segment's fixed point for one sample: returns (state, FixStats, gates at the fixed point)."""
+def solve_segment(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettings, probe=None, z0=None):
+    """The segment's fixed point for one sample: returns (state, FixStats, gates at the fixed point).
+
+    `z0`: where the iteration starts (a state: one array per layer); None: zeros. A warm start changes
+    the iterations, not the fixed point's gradient (none flows to `z0`)."""
     if settings.sweep not in SWEEPS:
         raise ValueError(f"sweep must be one of {SWEEPS}, got {settings.sweep!r}")
     dtype = jnp.result_type(x, *jax.tree.leaves(params))
-    z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths)
+    z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths) if z0 is None else tuple(jnp.asarray(a, dtype) for a in z0)
     # bound the wormhole weights once per solve, not in every sweep (an SVD each); gradients flow through it
     params = bound_holes(params, settings.spectral_bound)
     state, stats = fix(
