@@ -180,7 +180,7 @@ def _experiment(args) -> int:
         return 1
     folder = Path(args.out) / "experiment" / ("surrogate" if args.name == "surrogate" else "")
     if args.check:
-        current, line = check_results(folder)
+        current, line = check_results(folder, name=args.name)
         print(f"experiment {args.name}: {line}")
         return 0 if current else 1
     kwargs = {"quick": args.quick}

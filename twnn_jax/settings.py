@@ -51,7 +51,8 @@ class Setting:
     low: float | None = None  # range [low, high] of a number
     high: float | None = None
     choices: tuple = ()  # the allowed values of a str setting
-    optional: bool = False  # None allowed: "off" for a number, "the task's own" for a choice
+    optional: bool = False  # None allowed: "off" for a number, `none_means` for a choice
+    none_means: str = "the task's own"  # what None is for an optional choice, in words
     live: bool = False  # a traced value: changes while training without a rebuild (LiveControls)
     log: bool = False  # spans decades: log-spaced grids and axes
     dashboard: bool = False  # the dashboard shows a widget (and a URL parameter) for it
@@ -79,7 +80,7 @@ class Setting:
         """What the setting accepts, in words (messages and help)."""
         if self.choices:
             text = "one of " + ", ".join(self.choices)
-            return text + ", or none (the task's own)" if self.optional else text
+            return text + f", or none ({self.none_means})" if self.optional else text
         span = f"[{self.show(self.low)}, {self.show(self.high)}]"
         if self.type is int:
             return f"an integer in {span}"
@@ -139,7 +140,7 @@ DECLARATION: tuple[Setting, ...] = (
     Setting("warm_start", str, None, "surrogate: start every forward solve from the guess of a two-layer "
             "feed-forward surrogate of the fixed point, trained alongside on the detached fixed points "
             "(models wormhole, resnet_fp, small). none: start from zeros.", "Warm start",
-            choices=("surrogate",), optional=True),
+            choices=("surrogate",), optional=True, none_means="start from zeros"),
     Setting("surrogate_hidden", int, 64, "Hidden width of the two-layer surrogate of the fixed point (warm starts, "
             "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
 )

@@ -65,12 +65,12 @@ def recorded_commit(folder) -> str | None:
     return (meta.get("code") or {}).get("commit")
 
 
-def check_results(folder, root: Path | None = None) -> tuple[bool | None, str]:
+def check_results(folder, root: Path | None = None, name: str = "paper") -> tuple[bool | None, str]:
     """(current?, one line saying so): True when no file of `twnn_jax/` changed since the recorded commit and
     the tree was clean when the results were written; False when some did (listed); None when unknown."""
     path = Path(folder) / "results.json"
     if not path.is_file():
-        return None, f"no results at {path}: run `twnn experiment paper` first"
+        return None, f"no results at {path}: run `twnn experiment {name}` first"
     meta = json.loads(path.read_text())["meta"]
     code = meta.get("code") or {}
     commit = code.get("commit")
