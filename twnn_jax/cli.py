@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar=s.name.upper(), help=_setting_help(s.name))
 
     exp = sub.add_parser("experiment", help="run a named experiment (paper)", allow_abbrev=False)
-    exp.add_argument("name", choices=["paper"], help="the experiment: paper = the paper's tables and figures")
+    exp.add_argument("name", choices=["paper", "growth"], help="the experiment: paper = the paper's tables and "
+                     "figures; growth = seed 003's networks that grow (writes OUT/experiment/growth/)")
     exp.add_argument("--out", type=_path_type("a directory"), default=Path("assets"),
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
@@ -156,10 +157,17 @@ def _experiment(args) -> int:
     except ImportError as err:
         print(f"twnn experiment: error: twnn_jax.experiments is not available ({err})", file=sys.stderr)
         return 1
+    folder = Path(args.out) / "experiment" / ("growth" if args.name == "growth" else "")
     if args.check:
-        current, line = check_results(Path(args.out) / "experiment")
-        print(f"experiment paper: {line}")
+        current, line = check_results(folder)
+        print(f"experiment {args.name}: {line}")
         return 0 if current else 1
+    if args.name == "growth":
+        from .experiments.growth import run_growth
+
+        run_growth(args.out, quick=args.quick, seeds=args.seeds)
+        print(f"experiment growth: results in {folder}")
+        return 0
     kwargs = {"quick": args.quick}
     if args.seeds is not None:
         kwargs["seeds"] = args.seeds
