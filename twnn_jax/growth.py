@@ -264,3 +264,86 @@ def evaluate(params: dict, kind: str, seed: int = 1, length: int = EVAL_LEN):
     weights = {k: params[k] for k in WEIGHTS}
     loss, (_, correct) = sequence_loss(weights, params["active"], jnp.zeros_like(params["bh"]), text[:-1], text[1:])
     return loss / (length - 1), correct / (length - 1)
+
+
+# ---- as a trainer of `twnn train` (`twnn_jax.train.Trainer`) -------------------------------------------------
+def size_summary(history: list[dict]) -> dict:
+    """The final figures of a run's size (its metrics rows carry `size`, `added`, `deleted` per cycle)."""
+    sizes = [h["size"] for h in history if isinstance(h.get("size"), int)]
+    if not sizes:
+        return {}
+    return {"final_size": sizes[-1], "max_size": max(sizes), "min_size": min(sizes),
+            "neurons_added": sum(int(h.get("added") or 0) for h in history),
+            "neurons_deleted": sum(int(h.get("deleted") or 0) for h in history)}
+
+
+def build_growth_trainer(cfg):
+    """The `Trainer` of a bracket task: seed 003's tanh RNN, one cycle a step, `cfg.hidden` slots; it starts
+    from one neuron and grows when `cfg.grow == "on"`, else it is a fixed net of `cfg.hidden` neurons.
+
+    TrainState layout: params = the weights and `active`; opt_state = {"mem": RMSProp memory, "h": the
+    carried hidden state, "pos": the position in the text}. The method's own constants apply (LR, MAX_DW,
+    L1, ...): the solver settings and `lr` of TrainConfig do not (the net has no fixed point)."""
+    from .models import Model
+    from .tasks.brackets import brackets_task
+    from .train import STEPS_PER_CALL, SUMMARY_KEYS, Trainer, TrainState
+
+    kind = cfg.task.split("-", 1)[1]
+    task = brackets_task(kind)
+    grow = cfg.grow == "on"
+    max_size = cfg.hidden
+    stream = stream_of(kind)
+
+    def to_growth(s: TrainState) -> GrowthState:
+        return GrowthState(s.params, s.opt_state["mem"], s.opt_state["h"], s.opt_state["pos"], s.step, s.key)
+
+    def from_growth(g: GrowthState) -> TrainState:
+        return TrainState(g.params, {"mem": g.mem, "h": g.h, "pos": g.pos}, g.step, g.key)
+
+    def init(seed) -> TrainState:
+        return from_growth(init_state(jax.random.PRNGKey(seed), 1 if grow else max_size, max_size))
+
+    zero_f, zero_i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+
+    def step(state: TrainState, live):
+        g, m = cycle(to_growth(state), stream, grow)
+        metrics = {"step": g.step, "loss": m["loss"], "metric": m["metric"], "skipped": jnp.zeros((), bool),
+                   "grad_norm": m["grad_norm"], "fwd_iters_mean": zero_f, "fwd_iters_max": zero_i,
+                   "bwd_iters_mean": zero_f, "bwd_iters_max": zero_i, "converged_frac": zero_f + 1,
+                   "bwd_converged_frac": zero_f + 1, "fwd_diverged_frac": zero_f, "fwd_residual_max": zero_f,
+                   "size": m["size"], "added": m["added"].astype(jnp.int32), "deleted": m["deleted"]}
+        return from_growth(g), metrics
+
+    row_keys = [k for k in SUMMARY_KEYS if k != "gate_mean"] + ["size", "added", "deleted"]
+
+    def run(state: TrainState, live, n, stop_below):
+        _, shapes = jax.eval_shape(step, state, live)
+        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in row_keys}
+        last = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        n = jnp.clip(jnp.asarray(n, jnp.int32), 0, STEPS_PER_CALL)
+
+        def body(carry):
+            i, state, rows, _, _ = carry
+            state, metrics = step(state, live)
+            rows = {k: rows[k].at[i].set(metrics[k]) for k in rows}
+            return i + 1, state, rows, metrics, metrics["loss"] <= stop_below
+
+        count, state, rows, last, _ = jax.lax.while_loop(
+            lambda c: (c[0] < n) & ~c[4], body, (jnp.int32(0), state, rows, last, False))
+        return state, {"count": count, "rows": rows, "last": last}
+
+    def evaluate_fn(params, live):
+        loss, acc = evaluate(params, kind)
+        one = jnp.ones((1,))
+        return {"loss": loss, "metric": acc, "sample_loss": loss * one, "sample_metric": acc * one,
+                "fwd_iters": jnp.zeros((1,), jnp.int32), "fwd_residual": 0 * one, "fwd_converged": one > 0,
+                "gates": jnp.zeros((1, 0)), "output": jnp.zeros((1, N_SYMBOLS)), "size": jnp.sum(params["active"])}
+
+    run_jit = jax.jit(run)
+
+    def run_steps(state, live, n: int, stop_below: float = -float("inf")):
+        return run_jit(state, live, np.int32(n), np.float32(stop_below))
+
+    run_steps._cache_size = run_jit._cache_size
+    model = Model(kind="growing_rnn" if grow else "tanh_rnn", init=init, apply=None, n_wormholes=0, uses_fix=False)
+    return Trainer(cfg, task, model, init, jax.jit(step), run_steps, jax.jit(evaluate_fn), None, None)
