@@ -132,7 +132,7 @@ def sequence_loss(weights: dict, active, h0, inputs, targets):
 
     def step(h, xy):
         x, y = xy
-        h = active * jnp.tanh(weights["Wxh"][:, x] + weights["Whh"] @ h + weights["bh"])
+        h = active * jnp.tanh(jnp.take(weights["Wxh"], x, axis=1) + weights["Whh"] @ h + weights["bh"])
         logits = weights["Why"] @ h + weights["by"]
         logp = jax.nn.log_softmax(logits)
         return h, (-logp[y], jnp.argmax(logits) == y)
