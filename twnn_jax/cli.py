@@ -80,6 +80,13 @@ def _setting_help(name: str) -> str:
     return f"{s.help} Allowed: {s.allowed}; default {s.show(s.default)}.".replace("%", "%%")
 
 
+EXPERIMENTS = {
+    "paper": "the TWNN paper's tables and figures",
+    "surrogate": "seed 002 (soft winner-take-all surrogate, warm starts)",
+    "growth": "seed 003's networks that grow",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="twnn", description="Fixed-point (temporal wormhole) networks in JAX.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="{train,sweep,experiment,surrogate,dashboard,bench}")
@@ -109,9 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                      setting_help=_setting_help)
 
     exp = sub.add_parser("experiment", help="run a named experiment (paper)", allow_abbrev=False)
-    exp.add_argument("name", choices=["paper", "surrogate"],
-                     help="the experiment: paper = the paper's tables and figures; surrogate = seed 002 "
-                          "(soft winner-take-all surrogate, warm starts)")
+    exp.add_argument("name", choices=list(EXPERIMENTS), help="the experiment: " + "; ".join(
+        f"{name} = {what}" for name, what in EXPERIMENTS.items()) + " (writes OUT/experiment/, or its NAME/ folder)")
     exp.add_argument("--out", type=_path_type("a directory"), default=Path("assets"),
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
@@ -178,11 +184,17 @@ def _experiment(args) -> int:
     except ImportError as err:
         print(f"twnn experiment: error: twnn_jax.experiments is not available ({err})", file=sys.stderr)
         return 1
-    folder = Path(args.out) / "experiment" / ("surrogate" if args.name == "surrogate" else "")
+    folder = Path(args.out) / "experiment" / ("" if args.name == "paper" else args.name)
     if args.check:
         current, line = check_results(folder, name=args.name)
         print(f"experiment {args.name}: {line}")
         return 0 if current else 1
+    if args.name == "growth":
+        from .experiments.growth import run_growth
+
+        run_growth(args.out, quick=args.quick, seeds=args.seeds)
+        print(f"experiment growth: results in {folder}")
+        return 0
     kwargs = {"quick": args.quick}
     if args.seeds is not None:
         kwargs["seeds"] = args.seeds

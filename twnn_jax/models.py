@@ -247,4 +247,5 @@ def build_model(kind: str, task, hidden: int, depth: int = 4) -> Model:
     return gru(task.n_in, task.n_out, hidden)
 
 
-DEFAULT_MODEL = {"sine": "small", "digits": "resnet_fp", "adding": "wormhole_rnn", "copy": "wormhole_rnn"}
+DEFAULT_MODEL = {"sine": "small", "digits": "resnet_fp", "adding": "wormhole_rnn", "copy": "wormhole_rnn",
+                 "brackets-easy": "tanh_rnn", "brackets-hard": "tanh_rnn"}  # seed 003: twnn_jax.growth

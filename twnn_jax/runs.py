@@ -301,6 +301,10 @@ def train_run(run: Run, steps: int, *, checkpoint_every: int = 100, progress: bo
         "spectral_bound": config.spectral_bound, "clip_norm": config.clip_norm,
         "seconds": round(time.perf_counter() - start, 2), "interrupted": interrupted,
     }
+    if history and "size" in history[-1]:  # a growing net (twnn_jax.growth): its final size figures
+        from .growth import size_summary
+
+        summary.update(size_summary(history))
     write_atomic(out / SUMMARY_FILE, (dumps_strict(summary, indent=2) + "\n").encode())
     from .report import write_report
 
@@ -320,6 +324,10 @@ def summary_text(s: dict, out: Path) -> str:
         f"  eval set: loss {_fmt(s['eval_loss'])}, {name} {_fmt(s['eval_metric'])}, "
         f"forward converged {s['eval_converged_frac']:.1%}",
     ]
+    if "final_size" in s:
+        lines.append(f"  network size: {s['final_size']} neurons at the end (between {s['min_size']} and "
+                     f"{s['max_size']}; "
+                     f"{s['neurons_added']} added, {s['neurons_deleted']} deleted)")
     if "sine_free_running_rmse" in s:
         lines.append(f"  sine free-running RMSE {_fmt(s['sine_free_running_rmse'])}")
     lines += [

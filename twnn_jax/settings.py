@@ -94,7 +94,8 @@ DECLARATION: tuple[Setting, ...] = (
     # -- what is trained (changing any of these builds a new trainer) ----------------------------------------
     Setting("task", str, "sine", "sine: generate a wave (small net, one wormhole). digits: classify 8x8 images "
             "(residual net with two fixed-point blocks). adding: add two marked numbers of a sequence (a fixed "
-            "point at every time step). copy: recall a symbol after a delay.", "Task", choices=TASKS, dashboard=True),
+            "point at every time step). copy: recall a symbol after a delay. brackets-easy, brackets-hard: predict the "
+            "next symbol of a generated bracket text (seed 003; see grow).", "Task", choices=TASKS, dashboard=True),
     Setting("solver", str, "plain", "How the fixed point is found: plain iteration z <- f(z) (the paper), damped "
             "(z <- z + d (f(z) - z)), or Anderson acceleration.", "Solver", choices=SOLVERS, dashboard=True),
     Setting("grad_mode", str, "implicit", "implicit: solve the adjoint equation by the same iteration (memory "
@@ -143,6 +144,9 @@ DECLARATION: tuple[Setting, ...] = (
             choices=("surrogate",), optional=True, none_means="start from zeros"),
     Setting("surrogate_hidden", int, 64, "Hidden width of the two-layer surrogate of the fixed point (warm starts, "
             "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
+    Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN): on, start from one neuron and add and delete "
+            "neurons by the paper's rule, up to `hidden`; off, a fixed net of `hidden` neurons.", "Grow",
+            choices=("off", "on")),
 )
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in DECLARATION}
@@ -280,6 +284,11 @@ def check_config(cfg) -> None:
     """Raise ValueError naming the first setting of `cfg` that is not allowed."""
     for s in DECLARATION:
         check_value(s.name, getattr(cfg, s.name))
+    if cfg.grow == "on" and not cfg.task.startswith("brackets"):
+        raise ValueError(f"grow must be off for the {cfg.task} task; growth (seed 003) is for brackets-easy and "
+                         "brackets-hard")
+    if cfg.task.startswith("brackets") and cfg.model is not None:
+        raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
     if cfg.task == "adding" and cfg.seq_len < 2:
         raise ValueError(f"seq_len must be >= 2 for the adding task (the sequence length); got {cfg.seq_len}")
 

@@ -122,6 +122,10 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
     """`batch_sharding` (a `jax.sharding.Sharding` of a batch's leading axis): split every training batch over
     devices as it says, data-parallel (twnn_jax.data_parallel); None: wherever the state lives."""
     check_config(cfg)
+    if cfg.task.startswith("brackets"):  # seed 003's tanh RNN, fixed or growing
+        from .growth import build_growth_trainer
+
+        return build_growth_trainer(cfg)
     task = build_task(cfg)
     model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth)
     opt = _optimizer(cfg.clip_norm)
@@ -326,7 +330,7 @@ def summarize_run(out: dict) -> list[dict]:
     """The per-step summaries (as `summarize` gives them) of a `Trainer.run` call, in step order."""
     count, rows = jax.device_get((out["count"], out["rows"]))
     count = int(count)
-    keys = [k for k in SUMMARY_KEYS if k in rows]
+    keys = [k for k in SUMMARY_KEYS if k in rows] + [k for k in rows if k not in SUMMARY_KEYS]  # + a trainer's own
     absent = {k: None for k in SUMMARY_KEYS if k not in rows}
     columns = [rows[k][:count].tolist() for k in keys]  # plain Python numbers
     return [{**dict(zip(keys, values)), **absent} for values in zip(*columns)]
