@@ -34,6 +34,7 @@ class Model(NamedTuple):
     n_wormholes: int
     uses_fix: bool
     contraction: Callable | None = None  # (params, x, gate_bias, settings) -> estimate of ||J|| (max over blocks)
+    spec: SegmentSpec | None = None  # the fixed-point segment's shape (resnet_fp: each of its two blocks')
 
 
 def _dense_init(key, n_in, n_out, scale=1.0):
@@ -86,7 +87,7 @@ def wormhole_classifier(n_in, n_out, hidden=64, layers=3, wormholes=None) -> Mod
     def contraction(params, x, gate_bias, settings):
         return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
-    return Model("wormhole", init, apply, len(wormholes), True, contraction)
+    return Model("wormhole", init, apply, len(wormholes), True, contraction, spec)
 
 
 def resnet_fp(n_in, n_out, hidden=64) -> Model:
@@ -114,7 +115,7 @@ def resnet_fp(n_in, n_out, hidden=64) -> Model:
         c2, _ = segment_contraction(params["block34"], s1[-1], gate_bias, spec, settings)
         return jnp.maximum(c1, c2)
 
-    return Model("resnet_fp", init, apply, 2, True, contraction)
+    return Model("resnet_fp", init, apply, 2, True, contraction, spec)
 
 
 def resnet_plain(n_in, n_out, hidden=64, depth=4) -> Model:
@@ -148,7 +149,7 @@ def small_net(window, hidden=32) -> Model:
     def contraction(params, x, gate_bias, settings):
         return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
-    return Model("small", init, apply, 1, True, contraction)
+    return Model("small", init, apply, 1, True, contraction, spec)
 
 
 def wormhole_rnn(n_in, n_out, hidden=32) -> Model:
@@ -173,7 +174,7 @@ def wormhole_rnn(n_in, n_out, hidden=32) -> Model:
         x0 = jnp.concatenate([xs[0], jnp.zeros(hidden, xs.dtype)])
         return segment_contraction(params["seg"], x0, gate_bias, spec, settings)[0]
 
-    return Model("wormhole_rnn", init, apply, 1, True, contraction)
+    return Model("wormhole_rnn", init, apply, 1, True, contraction, spec)
 
 
 def gru(n_in, n_out, hidden=32) -> Model:
