@@ -99,6 +99,11 @@ PRESET_HELP = {
 }
 
 
+# Page-view parameters that other modules of the page register (URL name -> a parser of its text that raises
+# ValueError with what it accepts): read into session state under the same name, and kept in the URL.
+VIEW_PARAMS: dict[str, Callable[[str], Any]] = {}
+
+
 def defaults() -> dict:
     return {k: c.default for k, c in CONTROLS.items()}
 
@@ -117,8 +122,15 @@ def read_url_once() -> None:
     params = st.query_params.to_dict()
     for key, raw in params.items():
         control = CONTROLS.get(key)
+        if key in VIEW_PARAMS:
+            try:
+                st.session_state[key] = VIEW_PARAMS[key](raw)
+            except ValueError as err:
+                warnings.append(f"URL parameter {inert(f'{key}={raw}')} rejected: {key} {err}. Using the default.")
+            continue
         if control is None:
-            warnings.append(f"Unknown URL parameter {inert(key)} ignored (known: {', '.join(CONTROLS)}).")
+            known = ", ".join([*CONTROLS, *VIEW_PARAMS])
+            warnings.append(f"Unknown URL parameter {inert(key)} ignored (known: {known}).")
             continue
         try:
             st.session_state[key] = control.parse(raw)
@@ -144,6 +156,7 @@ def inert(text: str) -> str:
 def write_url(values: dict) -> None:
     """Rewrite the query string from the current values (only when it changed)."""
     wanted = {k: CONTROLS[k].format(values[k]) for k in CONTROLS}
+    wanted.update({k: v for k, v in st.query_params.to_dict().items() if k in VIEW_PARAMS})  # the views' own
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
 

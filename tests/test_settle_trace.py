@@ -24,13 +24,15 @@ def test_trace_replays_the_solvers_iteration(solver):
         return (jnp.tanh(a @ z[0] + b), 0.5 * z[1] + 0.1)
 
     z0 = (jnp.zeros(6), jnp.zeros(()))
-    states, residuals, stats = trace_iterate(step, z0, tol=1e-5, max_iter=200, solver=solver, damping=0.6,
+    states, residuals, stats, last = trace_iterate(step, z0, tol=1e-5, max_iter=200, solver=solver, damping=0.6,
                                              capacity=80)
     x, ref = iterate(step, z0, tol=1e-5, max_iter=200, settings=Settings(solver=solver), damping=0.6)
     n = int(ref.iters)
     assert int(stats.iters) == n and 3 < n <= 80
     assert np.isfinite(np.asarray(residuals[:n])).all() and np.isnan(np.asarray(residuals[n:])).all()
     assert float(residuals[n - 1]) <= 1e-5 < float(residuals[n - 2])
+    for a, b in zip(jax.tree.leaves(last), jax.tree.leaves(x)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     for leaf, ref_leaf in zip(jax.tree.leaves(states), jax.tree.leaves(x)):
         np.testing.assert_allclose(np.asarray(leaf[n]), np.asarray(ref_leaf), rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(np.asarray(leaf[n:]), np.broadcast_to(np.asarray(leaf[n]), leaf[n:].shape))

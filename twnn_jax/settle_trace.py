@@ -119,9 +119,9 @@ def trace_iterate(step, x0, *, tol, max_iter, solver: str = "plain", damping=0.5
                   anderson_memory: int = 5, anderson_mixing=1.0, anderson_reg=1e-6):
     """`iterate`'s update replayed in a `lax.scan` of `capacity` steps, keeping every state.
 
-    Returns `(states, residuals, stats)`: `states` has a leading axis of `capacity + 1` (the start, then
+    Returns `(states, residuals, stats, x)`: `states` has a leading axis of `capacity + 1` (the start, then
     the state after each step; after the solve stops the last state repeats), `residuals` the residual of
-    each step (NaN past the stop), and `stats` the `FixStats` of the real `iterate` on the same problem."""
+    each step (NaN past the stop), and `stats` and `x` what the real `iterate` returns on the same problem."""
     x0_dtype = jnp.result_type(*jax.tree.leaves(x0))
     tol = jnp.asarray(tol, x0_dtype)
     max_iter = jnp.asarray(max_iter, jnp.int32)
@@ -154,23 +154,23 @@ def trace_iterate(step, x0, *, tol, max_iter, solver: str = "plain", damping=0.5
     init = (jnp.zeros((), jnp.int32), x0, jnp.full((), jnp.inf, x0_dtype), hist0)
     _, (xs, residuals) = lax.scan(body, init, None, length=capacity)
     states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
-    _, stats = iterate(step, x0, tol=tol, max_iter=max_iter, settings=settings, damping=damping,
+    x, stats = iterate(step, x0, tol=tol, max_iter=max_iter, settings=settings, damping=damping,
                        anderson_mixing=anderson_mixing, anderson_reg=anderson_reg)
-    return states, residuals, stats
+    return states, residuals, stats, x
 
 
 def _segment_trace(seg_params, x, gate_bias, spec: SegmentSpec, cfg: TrainConfig, live: LiveControls, capacity):
-    """One segment's solve, recorded: (states (capacity+1, units) per layer, gates (capacity+1, n_holes),
-    residuals, stats, the solve's own fixed point)."""
+    """One segment's solve (as `solve_segment` runs it), recorded: (states (capacity+1, units) per layer,
+    gates (capacity+1, n_holes), residuals, stats, the solve's fixed point)."""
     dtype = x.dtype
     p = bound_holes(seg_params, cfg.spectral_bound)
     gb = jnp.asarray(gate_bias, dtype)
     z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths)
     step = lambda z: sweep(z, p, x, gb, spec, cfg.sweep)  # noqa: E731 - the map solve_segment iterates
-    states, residuals, stats = trace_iterate(step, z0, tol=live.tol, max_iter=live.max_iter, solver=cfg.solver,
-                                             damping=live.damping, capacity=capacity)
+    states, residuals, stats, fixed = trace_iterate(step, z0, tol=live.tol, max_iter=live.max_iter,
+                                                    solver=cfg.solver, damping=live.damping, capacity=capacity)
     g = jax.vmap(lambda z: gates(p, spec, z, gb))(states)
-    return states, g, residuals, stats
+    return states, g, residuals, stats, fixed
 
 
 def _dense(p, x):
@@ -213,38 +213,42 @@ def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY)
     def settle(params, live: LiveControls, index, time_step=-1):
         x = jnp.asarray(task.eval_set[0])[index]
         gb = live.gate
-        s = solve_settings(cfg, live)
-        output, stats, _ = model.apply(params, x, gb, s)  # the model's own answer and iteration count
         head = (lambda z: z[:0]) if model.kind == "small" else (lambda z: _dense(params["head"], z))  # noqa: E731
-        step_iters, chosen = stats.iters[None], jnp.int32(0)
+        chosen = jnp.int32(0)
         if model.kind in ("small", "wormhole", "wormhole_rnn"):
             inp = x
             if model.kind == "wormhole_rnn":  # every time step's solve (as the model runs them); trace one
+                s = solve_settings(cfg, live)
+
                 def one(hprev, x_t):
                     state, st, _ = solve_segment(params["seg"], jnp.concatenate([x_t, hprev]), gb, spec, s)
-                    return state[-1], (hprev, st.iters)
+                    return state[-1], (hprev, st.iters, st.converged, head(state[-1]))
 
-                _, (hprevs, step_iters) = lax.scan(one, jnp.zeros(spec.widths[-1], x.dtype), x)
+                _, (hprevs, step_iters, step_conv, output) = lax.scan(one, jnp.zeros(spec.widths[-1], x.dtype), x)
                 chosen = jnp.where(time_step < 0, jnp.argmax(step_iters), jnp.clip(time_step, 0, x.shape[0] - 1))
                 inp = jnp.concatenate([x[chosen], hprevs[chosen]])
-            states, g, res, st = _segment_trace(params["seg"], inp, gb, spec, cfg, live, capacity)
-            tail = jax.vmap(head)(states[-1])
-            solves = [(jnp.concatenate([flat(states), tail], 1), g, res, jnp.minimum(st.iters, capacity))]
+            states, g, res, st, fixed = _segment_trace(params["seg"], inp, gb, spec, cfg, live, capacity)
+            if model.kind != "wormhole_rnn":
+                output = fixed[-1] if model.kind == "small" else head(fixed[-1])
+                step_iters, step_conv = st.iters[None], st.converged[None]
+            solves = [(jnp.concatenate([flat(states), jax.vmap(head)(states[-1])], 1), g, res,
+                       jnp.minimum(st.iters, capacity))]
             lead = inp
-        else:  # resnet_fp: the two blocks one after the other
+        else:  # resnet_fp: the two blocks one after the other, the second from the first's fixed point
             h = jnp.tanh(_dense(params["embed"], x))
-            s1, g1, r1, st1 = _segment_trace(params["block12"], h, gb, spec, cfg, live, capacity)
-            fixed1, _, _ = solve_segment(params["block12"], h, gb, spec, s)  # block 2's input, as in the model
-            s2, g2, r2, st2 = _segment_trace(params["block34"], fixed1[-1], gb, spec, cfg, live, capacity)
-            tail = jax.vmap(head)(s2[-1])
+            s1, g1, r1, st1, fixed1 = _segment_trace(params["block12"], h, gb, spec, cfg, live, capacity)
+            s2, g2, r2, st2, fixed2 = _segment_trace(params["block34"], fixed1[-1], gb, spec, cfg, live, capacity)
+            output = head(fixed2[-1])
+            step_iters, step_conv = (st1.iters + st2.iters)[None], (st1.converged & st2.converged)[None]
+            tail = jnp.concatenate([flat(s2), jax.vmap(head)(s2[-1])], 1)
             solves = [(flat(s1), g1, r1, jnp.minimum(st1.iters, capacity)),
-                      (jnp.concatenate([flat(s2), tail], 1), g2, r2, jnp.minimum(st2.iters, capacity))]
+                      (tail, g2, r2, jnp.minimum(st2.iters, capacity))]
             lead = jnp.concatenate([x, h])
         vals, gts, residual, count = _timeline(solves, capacity)
         values = jnp.concatenate([jnp.broadcast_to(lead, (vals.shape[0], lead.shape[0])), vals], 1)
         assert values.shape[1] == layout.units, (values.shape, layout.units)
-        return {"values": values, "gates": gts, "residual": residual, "count": count, "iters": stats.iters,
-                "converged": stats.converged, "output": output, "time_step": jnp.asarray(chosen, jnp.int32),
+        return {"values": values, "gates": gts, "residual": residual, "count": count, "iters": jnp.sum(step_iters),
+                "converged": jnp.all(step_conv), "output": output, "time_step": jnp.asarray(chosen, jnp.int32),
                 "step_iters": step_iters, "index": jnp.asarray(index, jnp.int32)}
 
     return settle
