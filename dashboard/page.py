@@ -136,11 +136,11 @@ def main() -> None:
         if r.playing:  # a redraw while training (not one that waited for a compilation)
             st.session_state["_render_s"] = 0.7 * st.session_state.get("_render_s", took) + 0.3 * took
 
-    teach_tick = teaching.tick(runner, frozen, chart_tick)
+    teach_kind = teaching.tick_kind(runner, frozen)
 
-    @st.fragment(run_every=teach_tick)
+    @st.fragment(run_every=teaching.tick(teach_kind, chart_tick))
     def teach() -> None:
-        teaching.render(st.session_state["_runner"], teach_tick)
+        teaching.render(st.session_state["_runner"], teach_kind, frozen)
 
     readout()
     teach()

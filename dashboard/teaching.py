@@ -71,13 +71,23 @@ EXPLAIN_SETTLE = (
     "(rows keep changing for longer), pick the fastest sample to compare.")
 
 
-def tick(runner: Runner, frozen: bool, chart_tick: float) -> float | None:
-    """How often the teaching fragment reruns by itself: while the settling plays, or with the charts."""
+COMPILE_POLL_S = 1.0  # while the warm-up thread compiles the trace, look again this often
+
+
+def tick_kind(runner: Runner, frozen: bool) -> str | None:
+    """Why the teaching fragment reruns by itself: "animate" (the settling plays), "compile" (waiting for the
+    trace's compilation), "charts" (with the charts while training), or None."""
     if not st.session_state.get(OPEN_KEY, True):
         return None
     if st.session_state.get("_settle_play"):
-        return ANIMATE_S
-    return None if frozen or not runner.playing else chart_tick
+        return "animate"
+    if runner.trainer.model.spec is not None and settle_for(runner.config)._cache_size() == 0 and runner.warming_up:
+        return "compile"
+    return None if frozen or not runner.playing else "charts"
+
+
+def tick(kind: str | None, chart_tick: float) -> float | None:
+    return {"animate": ANIMATE_S, "compile": COMPILE_POLL_S, "charts": chart_tick}.get(kind)
 
 
 def _start_play() -> None:
@@ -170,21 +180,27 @@ def _widget_value(key: str, default):
     return default if value is None else value
 
 
-def render(runner: Runner, ticking: float | None) -> None:
-    """The two sections. `ticking`: this fragment's run_every (to know when the app must rerun to change it)."""
+def render(runner: Runner, kind: str | None, frozen: bool) -> None:
+    """The two sections. `kind`: why this fragment reruns by itself (`tick_kind` when the page was drawn);
+    when that changes, the whole page reruns so that the fragment's timer follows."""
     trainer = runner.trainer
     head = st.columns([6, 1], vertical_alignment="bottom")
     head[0].subheader("Network", anchor="network")
     head[1].toggle("Show", key=OPEN_KEY, value=True, on_change=_toggled,
                    help="Show the network and the settling views (hidden: nothing is computed for them).")
     if not st.session_state[OPEN_KEY]:
+        _follow(runner, kind, frozen)
         return
     if trainer.model.spec is None:
         st.info(f"Model {trainer.model.kind} has no fixed point to draw.")
         return
-    fn = settle_for(runner.config)
-    if fn._cache_size() == 0:
-        with st.spinner("Compiling the settling trace for this configuration (first visit only, a few seconds)…"):
+    if settle_for(runner.config)._cache_size() == 0:
+        if runner.warming_up:  # compiled by the runner's warm-up thread; the rest of the page is usable meanwhile
+            st.info("Compiling the network views for this configuration (first visit only, a few seconds)…",
+                    icon=":material/hourglass_top:")
+            _follow(runner, kind, frozen)
+            return
+        with st.spinner("Compiling the network views for this configuration (first visit only, a few seconds)…"):
             runner.settle(0)
     ev = runner.evaluate()
     n = len(ev["fwd_iters"])
@@ -252,9 +268,12 @@ def render(runner: Runner, ticking: float | None) -> None:
     st.subheader("One input settling", anchor="settling")
     live_chart.show(out["settle"], key="chart_settle")
     st.caption(EXPLAIN_SETTLE)
-    wanted = ANIMATE_S if st.session_state.get("_settle_play") else None
-    if wanted != ticking and (wanted is not None or ticking == ANIMATE_S):
-        st.rerun(scope="app")  # the fragment's own timer must start or stop
+    _follow(runner, kind, frozen)
+
+
+def _follow(runner: Runner, kind: str | None, frozen: bool) -> None:
+    if tick_kind(runner, frozen) != kind:
+        st.rerun(scope="app")  # the fragment's own timer must start, stop or change
 
 
 def _write_url(pick, iteration, time_step) -> None:

@@ -24,6 +24,11 @@ def new_app(**query) -> AppTest:
         at.query_params[key] = value
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    runner = runner_of(at)
+    if settle_for(runner.config)._cache_size() == 0:  # the warm-up thread compiles the views: wait, then redraw
+        runner._warm_thread.join(TIMEOUT)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
     return at
 
 
@@ -128,3 +133,17 @@ def test_play_iterations_starts_at_zero_and_steps_and_the_export_has_the_views()
     at.toggle(key=teaching.OPEN_KEY).set_value(False).run()
     assert not at.exception
     assert not [s for s in chart_specs(at) if s["layout"].get("meta", {}).get("kind") in ("network", "settle")]
+
+
+def test_the_page_opens_on_digits_and_the_quiet_preset_is_the_sine_wave_with_the_defaults():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert runner_of(at).config.task == "digits" == query(at)["task"]
+    at.button(key="preset_quiet").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runner = runner_of(at)
+    assert runner.config.task == "sine" and query(at)["task"] == "sine"
+    from twnn_jax.settings import SETTINGS
+
+    assert runner.live_values == {k: SETTINGS[k].default for k in runner.live_values}

@@ -214,4 +214,6 @@ def _check_widgets_and_url(at, values: dict) -> None:
     assert runner.live_values == {n: values[n] for n in LIVE}
     assert all(getattr(runner.config, n) == values[n] for n in DASHBOARD)
     written = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
-    assert written == {k: controls.CONTROLS[k].format(v) for k, v in values.items()}
+    assert {k: v for k, v in written.items() if k in controls.CONTROLS} == {
+        k: controls.CONTROLS[k].format(v) for k, v in values.items()}
+    assert set(written) - set(controls.CONTROLS) <= set(controls.VIEW_PARAMS)  # the network view's own

@@ -15,7 +15,7 @@ from .settle_trace import Layout
 
 ARC_COLOR = "rgb(230,120,20)"
 RECUR_COLOR = "rgb(120,120,120)"
-COLORSCALE = "RdBu"  # reversed: negative blue, positive red
+COLORSCALE = "RdBu"  # plotly's RdBu runs from blue (low) to red (high): negative blue, positive red
 PENDING_COLOR = "rgba(150,150,150,0.35)"
 ARC_MIN_WIDTH, ARC_MAX_WIDTH = 1.0, 14.0
 
@@ -71,6 +71,8 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
     traces.append({"type": "scatter", "x": fx, "y": fy, "mode": "lines", "hoverinfo": "skip", "showlegend": False,
                    "line": {"color": "rgba(128,128,128,0.12)", "width": 1}, "name": "forward"})
     top = 0.5 + max(min(0.9, 0.03 * c.size) for c in cols) / 2
+    bottom = 1.0 - top
+    arc_top = top + 0.02 + max([(0.12 + 0.08 * abs(h.source - h.target)) / 2 for h in layout.wormholes] or [0.0])
     # wormholes: arcs over the top, from the later column back to the earlier one
     widths = []
     for k, hole in enumerate(layout.wormholes):
@@ -93,7 +95,7 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
                        "marker": {"symbol": "triangle-down", "size": 8 + widths[-1], "color": ARC_COLOR}})
     if layout.recurrent:  # h_t goes to the next time step's input
         last_state = max(i for i, c in enumerate(cols) if c.role == "state")
-        ax, ay = _arc(xs[last_state], xs[0], 0.5 - top - 0.02, -(0.12 + 0.08 * last_state))
+        ax, ay = _arc(xs[last_state], xs[0], bottom - 0.22, -0.12)  # below the column labels
         traces.append({"type": "scatter", "x": ax, "y": ay, "mode": "lines", "hoverinfo": "text",
                        "text": ["h_t becomes the next time step's input (not a wormhole: no fixed point over time)"]
                        * len(ax), "showlegend": False, "name": "to the next time step",
@@ -117,14 +119,13 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
     size = 9 if max(c.size for c in cols) <= 40 else 6
     traces.append({"type": "scatter", "x": ux, "y": uy, "mode": "markers", "hoverinfo": "text", "text": ut,
                    "name": "units", "showlegend": False,
-                   "marker": {"size": size, "color": uc, "colorscale": COLORSCALE, "reversescale": True,
+                   "marker": {"size": size, "color": uc, "colorscale": COLORSCALE,
                               "cmin": -scale, "cmax": scale, "line": {"width": 0.5, "color": "rgba(80,80,80,0.6)"},
                               "colorbar": {"title": {"text": "value"}, "thickness": 12, "len": 0.8}}})
     if px:
         traces.append({"type": "scatter", "x": px, "y": py, "mode": "markers", "hoverinfo": "text", "text": pt,
                        "name": "not yet computed", "showlegend": False,
                        "marker": {"size": size, "color": PENDING_COLOR, "line": {"width": 0.5, "color": "#999"}}})
-    bottom = 0.5 - top
     annotations = [{"x": xs[c], "y": bottom - 0.05, "text": f"<b>{col.name}</b><br>{col.size}", "showarrow": False,
                     "yanchor": "top", "font": {"size": 12}} for c, col in enumerate(cols)]
     # the fixed-point blocks: a box around the columns solved together
@@ -143,8 +144,7 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         annotations.append(_note("this model has no wormholes"))
     lay = {
         "xaxis": {"visible": False, "range": [-0.6, len(cols) - 0.4]},
-        "yaxis": {"visible": False, "range": [bottom - 0.3 if layout.recurrent else bottom - 0.22,
-                                              top + 0.16 + 0.08 * (len(cols) - 1)]},
+        "yaxis": {"visible": False, "range": [bottom - (0.42 if layout.recurrent else 0.22), arc_top + 0.04]},
         "annotations": annotations, "shapes": shapes, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
         "title": {"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
     }
@@ -185,7 +185,7 @@ def settling_heatmap(layout: Layout, values, residual, count: int, iteration: in
         row += col.size
     iters = np.arange(count + 1)
     traces = [{"type": "heatmap", "z": z, "x": iters, "y": np.arange(len(rows)), "colorscale": COLORSCALE,
-               "reversescale": True, "zmin": -scale, "zmax": scale, "text": [labels[r:r + 1] * (count + 1)
+               "zmin": -scale, "zmax": scale, "text": [labels[r:r + 1] * (count + 1)
                                                                              for r in range(len(rows))],
                "hovertemplate": "%{text} after %{x} iterations: %{z:.4g}<extra></extra>",
                "colorbar": {"title": {"text": "value"}, "thickness": 12, "len": 0.7, "y": 0.35}}]
