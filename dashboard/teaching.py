@@ -159,7 +159,8 @@ def build(runner: Runner, params, pick="slowest", iteration="end", time_step="sl
     settle = network_figures.settling_heatmap(layout, values, trace["residual"], count, k, scale=scale,
                                               title="One input settling", subtitle=f"{where} · {state}")
     for fig in (network, settle):
-        fig["layout"]["meta"].update(sample=index, iteration=k, count=count, solve_iters=solve_iters)
+        fig["layout"]["meta"].update(sample=index, iteration=k, count=count, solve_iters=solve_iters,
+                                     subtitle=subtitle)
     return {"network": network, "settle": settle, "index": index, "count": count, "iteration": k, "ev": ev,
             "trace": trace, "layout": layout}
 
@@ -263,6 +264,7 @@ def render(runner: Runner, kind: str | None, frozen: bool) -> None:
     st.session_state["_view_tstep"] = time_step
     _write_url(pick, "end" if st.session_state["_iter_at_end"] else position, time_step if trainer.task.sequence
                else None)
+    st.caption(out["network"]["layout"]["meta"]["subtitle"])
     live_chart.show(out["network"], key="chart_network")
     st.caption(EXPLAIN_NETWORK)
     st.subheader("One input settling", anchor="settling")

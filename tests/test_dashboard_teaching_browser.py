@@ -60,7 +60,8 @@ def test_network_draws_follows_the_gate_and_the_slider(app_url, page):
     page.keyboard.press("ArrowRight")
     wait_for(lambda: view(page).get("meta", {}).get("iteration") == 1, 60, "the picture at iteration 1")
     assert view(page)["colors"] != start["colors"]
-    assert view(page, "chart_settle")["meta"]["iteration"] == 1
+    wait_for(lambda: view(page, "chart_settle").get("meta", {}).get("iteration") == 1, 30,
+             "the settling view's marker at iteration 1 (drawn when scrolled into view)")
 
     # screenshots of both views (paused), then the whole first screen
     SHOTS.mkdir(parents=True, exist_ok=True)

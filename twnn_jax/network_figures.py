@@ -15,7 +15,9 @@ from .settle_trace import Layout
 
 ARC_COLOR = "rgb(230,120,20)"
 RECUR_COLOR = "rgb(120,120,120)"
-COLORSCALE = "RdBu"  # plotly's RdBu runs from blue (low) to red (high): negative blue, positive red
+# negative blue, zero light grey, positive red (spelled out: plotly.js's "RdBu" and plotly.py's run opposite ways)
+COLORSCALE = [[0.0, "rgb(33,102,172)"], [0.25, "rgb(146,197,222)"], [0.5, "rgb(232,232,232)"],
+              [0.75, "rgb(244,165,130)"], [1.0, "rgb(178,24,43)"]]
 PENDING_COLOR = "rgba(150,150,150,0.35)"
 ARC_MIN_WIDTH, ARC_MAX_WIDTH = 1.0, 14.0
 
