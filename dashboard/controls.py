@@ -28,6 +28,10 @@ from .session import TASKS
 
 # The page's own restrictions of a setting's choices: the tasks it has panels for.
 PAGE_CHOICES = {"task": TASKS}
+# The page's own defaults where they differ from the library's. It opens on digits: its samples settle in
+# different numbers of iterations, and the counts change as it learns (benchmarks/bench_first_screen.py).
+# The library's sine settles every sample in 3 forward iterations and is learnt in seconds: the "Quiet" preset.
+PAGE_DEFAULTS = {"task": "digits"}
 
 
 def log_grid(setting: Setting) -> tuple:
@@ -68,8 +72,8 @@ class Control:
 
 
 def _control(s: Setting) -> Control:
-    common = dict(key=s.name, label=s.label, default=s.default, help=s.help, low=s.low, high=s.high,
-                  rebuilds=not s.live, integer=s.type is int)
+    common = dict(key=s.name, label=s.label, default=PAGE_DEFAULTS.get(s.name, s.default), help=s.help, low=s.low,
+                  high=s.high, rebuilds=not s.live, integer=s.type is int)
     if s.choices:
         return Control(kind="select", options=tuple(PAGE_CHOICES.get(s.name, s.choices)), **common)
     if s.log:
@@ -89,6 +93,7 @@ PRESETS: dict[str, dict] = {
     "Wormholes open": dict(gate=5.0, tol=1e-5, max_iter=300),
     "Near divergence": dict(gate=20.0, tol=1e-7, max_iter=20, lr=3e-2),
     "Defaults": {k: CONTROLS[k].default for k in LIVE_KEYS},
+    "Quiet": {"task": "sine", **{k: CONTROLS[k].default for k in LIVE_KEYS}},
 }
 PRESET_HELP = {
     "Closed gates": "gate bias −10: every wormhole shut, the net is feed-forward and settles in one sweep.",
@@ -96,7 +101,14 @@ PRESET_HELP = {
     "Near divergence": "gates wide open, tol 1e-7 but only 20 iterations, a high learning rate: solves stop "
                        "before converging; watch the red marks and the contraction estimate.",
     "Defaults": "the library's defaults for every live control.",
+    "Quiet": "the sine wave with the default live controls: every sample settles in 3 forward iterations and the "
+             "wave is learnt within seconds (a calm start; the page opens on digits, whose counts move).",
 }
+
+
+# Page-view parameters that other modules of the page register (URL name -> a parser of its text that raises
+# ValueError with what it accepts): read into session state under the same name, and kept in the URL.
+VIEW_PARAMS: dict[str, Callable[[str], Any]] = {}
 
 
 def defaults() -> dict:
@@ -117,8 +129,15 @@ def read_url_once() -> None:
     params = st.query_params.to_dict()
     for key, raw in params.items():
         control = CONTROLS.get(key)
+        if key in VIEW_PARAMS:
+            try:
+                st.session_state[key] = VIEW_PARAMS[key](raw)
+            except ValueError as err:
+                warnings.append(f"URL parameter {inert(f'{key}={raw}')} rejected: {key} {err}. Using the default.")
+            continue
         if control is None:
-            warnings.append(f"Unknown URL parameter {inert(key)} ignored (known: {', '.join(CONTROLS)}).")
+            known = ", ".join([*CONTROLS, *VIEW_PARAMS])
+            warnings.append(f"Unknown URL parameter {inert(key)} ignored (known: {known}).")
             continue
         try:
             st.session_state[key] = control.parse(raw)
@@ -144,6 +163,7 @@ def inert(text: str) -> str:
 def write_url(values: dict) -> None:
     """Rewrite the query string from the current values (only when it changed)."""
     wanted = {k: CONTROLS[k].format(values[k]) for k in CONTROLS}
+    wanted.update({k: v for k, v in st.query_params.to_dict().items() if k in VIEW_PARAMS})  # the views' own
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
 

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import controls, panels
+from . import controls, panels, teaching
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
@@ -136,7 +136,14 @@ def main() -> None:
         if r.playing:  # a redraw while training (not one that waited for a compilation)
             st.session_state["_render_s"] = 0.7 * st.session_state.get("_render_s", took) + 0.3 * took
 
+    teach_kind = teaching.tick_kind(runner, frozen)
+
+    @st.fragment(run_every=teaching.tick(teach_kind, chart_tick))
+    def teach() -> None:
+        teaching.render(st.session_state["_runner"], teach_kind, frozen)
+
     readout()
+    teach()
     charts()
     st.divider()
     st.fragment(panels.render_sweep)(runner)

@@ -331,6 +331,10 @@ def run_json(runner: Runner) -> str:
 
 def figures_html(runner: Runner) -> str:
     figs = build_figures(runner, runner.snapshot())
+    if runner.trainer.model.spec is not None:
+        from . import teaching  # the network views (teaching.py imports this package's controls)
+
+        figs.update(teaching.figures(runner))
     parts = ["<html><head><meta charset='utf-8'><title>twnn run</title></head><body>",
              f"<h1>twnn run: {runner.config.task}, step {runner.step_count}</h1>"]
     for i, fig in enumerate(figs.values()):

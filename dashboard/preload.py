@@ -27,12 +27,15 @@ def default_config():
 
 def warm_default() -> None:
     """Build and compile what the default page calls first: evaluation, generation, the contraction estimate,
-    then the training loop (zero steps). Errors are left to the page, which reports them."""
+    the network views' settling trace, then the training loop (zero steps). Errors are left to the page,
+    which reports them."""
     from .cpu_threads import start_jax_on_one_core
 
     start_jax_on_one_core()
     import jax
+    import numpy as np
 
+    from twnn_jax.settle_trace import settle_for
     from twnn_jax.train import live_controls
 
     from .session import get_trainer
@@ -47,6 +50,8 @@ def warm_default() -> None:
             for fn in (trainer.evaluate, trainer.generate, trainer.contraction):
                 if fn is not None:
                     jax.block_until_ready(fn(state.params, live))
+            if trainer.model.spec is not None:  # as Runner.settle calls it
+                jax.block_until_ready(settle_for(config)(state.params, live, np.int32(0), np.int32(-1)))
             jax.block_until_ready(trainer.run(state, live, 0))
     except Exception:  # noqa: BLE001 - the page builds the same things again and reports what fails
         logger.debug("preloading the default page failed", exc_info=True)

@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from twnn_jax.settings import LIVE
+from twnn_jax.settle_trace import settle_for
 from twnn_jax.train import (
     STEPS_PER_CALL,
     Call,
@@ -227,7 +228,7 @@ class Runner:
             self.error = f"compiling the training step failed: {err}"
         finally:
             self.compiling = False
-        for page_fn in (self.evaluate, self.generate, self.contraction):
+        for page_fn in (self.evaluate, self.generate, self.contraction, self._warm_settle):
             if self.closed:  # closed meanwhile (another task chosen, the process exiting): compile no more
                 return
             try:
@@ -482,6 +483,20 @@ class Runner:
     def evaluate(self, **changes) -> dict:
         """Per-sample results on the evaluation set for the current network; `changes` override live values."""
         return self._aux("evaluate", self.trainer.evaluate, values={**self._live[0], **changes} if changes else None)
+
+    def _warm_settle(self) -> None:
+        if self.trainer.model.spec is not None:  # models with a fixed point: the network views' trace
+            self.settle(0)
+
+    @property
+    def warming_up(self) -> bool:
+        """The warm-up thread is still compiling (the training loop, then the page's functions)."""
+        return self._warm_thread is not None and self._warm_thread.is_alive()
+
+    def settle(self, index: int, time_step: int = -1) -> dict:
+        """One evaluation sample settling, unit by unit (`twnn_jax.settle_trace`), for the current network."""
+        fn, at = settle_for(self.config), (np.int32(index), np.int32(time_step))
+        return self._aux(("settle", index, time_step), lambda params, live: fn(params, live, *at))
 
     def generate(self) -> dict | None:
         """Free-running generation (sine only), or None."""

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 import twnn_dashboard
 from twnn_dashboard import controls, live_chart, panels, session
+from twnn_jax.settle_trace import settle_for
 
 APP = str(Path(twnn_dashboard.__file__).parent / "app.py")
 TIMEOUT = 120
@@ -29,6 +30,9 @@ def _stop_trainers():
 
 
 def new_app(**query) -> AppTest:
+    # The page opens on digits (controls.PAGE_DEFAULTS); these tests were written for sine (its generation
+    # chart, its quick compilation) and ask for it unless they name a task.
+    query.setdefault("task", "sine")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for key, value in query.items():
         at.query_params[key] = value
@@ -147,9 +151,10 @@ def test_url_parameters_in_range_are_applied():
     r = runner_of(at)
     assert (r.config.task, r.config.solver, r.config.grad_mode, r.config.seed) == ("sine", "damped", "unrolled", 3)
     assert r.live_values == {"tol": 2e-5, "max_iter": 40, "gate": 1.5, "damping": 0.25, "bwd_tol": 1e-6, "lr": 0.003}
-    # the URL written back reproduces the same view
-    assert query(at) == {k: controls.CONTROLS[k].format(
+    # the URL written back reproduces the same view (the controls, and the network view's own parameters)
+    assert {k: v for k, v in query(at).items() if k in controls.CONTROLS} == {k: controls.CONTROLS[k].format(
         controls.CONTROLS[k].parse(v)) for k, v in url.items()}
+    assert set(query(at)) - set(controls.CONTROLS) <= set(controls.VIEW_PARAMS)
 
 
 def test_url_parameters_out_of_range_warn_and_fall_back():
@@ -185,7 +190,9 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
     specs = charts(at)
     assert {"convergence", "convergence_bwd", "iterations", "histogram", "loss", "sine", "gates"} <= set(specs)
     # drawn by the component that updates them in place (one element per key), with the small template
-    assert sorted(el.proto.id.rsplit("-", 1)[-1] for el in live_chart_elements(at)) == sorted(
+    # (the network views, drawn once the warm-up thread has compiled them, are tested in test_dashboard_teaching.py)
+    assert sorted(key for el in live_chart_elements(at) if (key := el.proto.id.rsplit("-", 1)[-1]) not in
+                  ("chart_network", "chart_settle")) == sorted(
         ["chart_fwd", "chart_bwd", "chart_iters", "chart_hist", "chart_loss", "chart_sine", "chart_gates"])
     assert not at.get("plotly_chart")
     assert all(spec["layout"]["template"] == live_chart.TEMPLATE for spec in specs.values())
@@ -444,9 +451,17 @@ def test_preload_builds_and_compiles_what_the_default_page_uses():
     trainer = session.get_trainer(config)
     before = session.compile_counts(trainer)
     assert all(n is None or n >= 1 for n in before.values()), before  # the preload compiled each of them
-    runner = runner_of(new_app())
+    settle = settle_for(config)
+    settle_before = settle._cache_size()
+    assert settle_before >= 1
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)  # no URL parameters: the page's own defaults
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    runner = runner_of(at)
     assert runner.config == config
     assert runner.trainer.run is trainer.run and runner.trainer.evaluate is trainer.evaluate  # the same build
     runner._warm_thread.join(timeout=TIMEOUT)
     runner.evaluate()
+    runner.settle(0)
     assert session.compile_counts(trainer) == before
+    assert settle._cache_size() == settle_before

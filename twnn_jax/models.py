@@ -37,6 +37,7 @@ class Model(NamedTuple):
     # one-solve models (wormhole, resnet_fp, small), for surrogates and warm starts (twnn_jax.warm):
     solve: Callable | None = None  # (params, x, gate_bias, settings, probe=None, z0=None) -> (state, stats, gates)
     readout: Callable | None = None  # (params, x, state) -> output; apply = readout after solve
+    spec: SegmentSpec | None = None  # the fixed-point segment's shape (resnet_fp: each of its two blocks')
 
 
 def _dense_init(key, n_in, n_out, scale=1.0):
@@ -95,7 +96,7 @@ def wormhole_classifier(n_in, n_out, hidden=64, layers=3, wormholes=None) -> Mod
     def contraction(params, x, gate_bias, settings):
         return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
-    return Model("wormhole", init, apply, len(wormholes), True, contraction, solve, readout)
+    return Model("wormhole", init, apply, len(wormholes), True, contraction, solve, readout, spec)
 
 
 def resnet_fp(n_in, n_out, hidden=64) -> Model:
@@ -132,7 +133,7 @@ def resnet_fp(n_in, n_out, hidden=64) -> Model:
         c2, _ = segment_contraction(params["block34"], s1[-1], gate_bias, spec, settings)
         return jnp.maximum(c1, c2)
 
-    return Model("resnet_fp", init, apply, 2, True, contraction, solve, readout)
+    return Model("resnet_fp", init, apply, 2, True, contraction, solve, readout, spec)
 
 
 def resnet_plain(n_in, n_out, hidden=64, depth=4) -> Model:
@@ -172,7 +173,7 @@ def small_net(window, hidden=32) -> Model:
     def contraction(params, x, gate_bias, settings):
         return segment_contraction(params["seg"], x, gate_bias, spec, settings)[0]
 
-    return Model("small", init, apply, 1, True, contraction, solve, readout)
+    return Model("small", init, apply, 1, True, contraction, solve, readout, spec)
 
 
 def wormhole_rnn(n_in, n_out, hidden=32) -> Model:
@@ -197,7 +198,7 @@ def wormhole_rnn(n_in, n_out, hidden=32) -> Model:
         x0 = jnp.concatenate([xs[0], jnp.zeros(hidden, xs.dtype)])
         return segment_contraction(params["seg"], x0, gate_bias, spec, settings)[0]
 
-    return Model("wormhole_rnn", init, apply, 1, True, contraction)
+    return Model("wormhole_rnn", init, apply, 1, True, contraction, spec=spec)
 
 
 def gru(n_in, n_out, hidden=32) -> Model:

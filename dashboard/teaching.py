@@ -1,0 +1,287 @@
+"""The teaching views: the network drawn live ("Network") and one input settling ("One input settling").
+
+The network picture and the units x iterations heatmap are built by `twnn_jax.network_figures` from one
+evaluation sample's trace (`Runner.settle`, i.e. `twnn_jax.settle_trace`): the current parameters and the
+current live values, so they work before the first step and while paused, and moving tol or the gate
+bias redraws them at once. Choosing another sample or moving the iteration slider never recompiles
+(the sample index is a traced value; the slider only picks a column of the trace already on the host).
+
+State in the URL (registered in `controls.VIEW_PARAMS`): `sample` (slowest, fastest or an index of the
+evaluation set), `iter` (end, or an iteration), `tstep` (recurrent models: slowest or a time step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from twnn_jax import network_figures
+from twnn_jax.settle_trace import CAPACITY, hole_params, network_layout, settle_for
+
+from . import live_chart
+from .controls import VIEW_PARAMS
+from .session import Runner
+
+SAMPLE_KEY, ITER_KEY, TSTEP_KEY = "sample", "iter", "tstep"
+OPEN_KEY = "network_open"  # the views shown (closed: nothing is evaluated for them)
+PICKS = ("slowest", "fastest")
+ANIMATE_S = 0.35  # seconds per iteration while the settling plays
+
+
+def _pick(raw: str):
+    if raw in PICKS:
+        return raw
+    value = int(raw) if raw.isdigit() and len(raw) < 7 else None
+    if value is None:
+        raise ValueError(f"must be {' or '.join(PICKS)}, or a sample number (0, 1, …)")
+    return value
+
+
+def _iteration(raw: str):
+    if raw == "end":
+        return "end"
+    if raw.isdigit() and len(raw) < 7:
+        return int(raw)
+    raise ValueError("must be end or an iteration number (0, 1, …)")
+
+
+def _time_step(raw: str):
+    if raw == "slowest":
+        return "slowest"
+    if raw.isdigit() and len(raw) < 7:
+        return int(raw)
+    raise ValueError("must be slowest or a time step (0, 1, …)")
+
+
+VIEW_PARAMS.update({SAMPLE_KEY: _pick, ITER_KEY: _iteration, TSTEP_KEY: _time_step})
+
+EXPLAIN_NETWORK = (
+    "**What you see:** the network's layers as columns of units (left: the input), coloured by their value for "
+    "the chosen sample (red positive, blue negative) at the iteration of the slider below. Grey lines: the "
+    "forward connections. Orange arcs: the wormholes, from a later layer back to an earlier one; an arc's "
+    "width and opacity are its mean gate over the evaluation set (thin and faint: shut, thick: open). Dotted "
+    "boxes: the layers solved together to a fixed point. Hover a unit or an arc for its numbers. **Try:** move "
+    "*gate bias* up and watch the arcs widen; press *Play iterations* and watch the earlier layer change "
+    "again when the wormhole sends the later layer's state back.")
+EXPLAIN_SETTLE = (
+    "**What you see:** one input settling: each row is a unit, each column an iteration of the forward solve "
+    "(column 0 is the start, every state zero; the last column is the fixed point). Above, the residual "
+    "‖z_t − z_{t−1}‖ of each iteration; the solve stops when it falls below *tol*. The dotted line is the "
+    "slider's iteration, which the network picture shows. **Try:** tighten *tol* (more columns), open the gates "
+    "(rows keep changing for longer), pick the fastest sample to compare.")
+
+
+COMPILE_POLL_S = 1.0  # while the warm-up thread compiles the trace, look again this often
+
+
+def tick_kind(runner: Runner, frozen: bool) -> str | None:
+    """Why the teaching fragment reruns by itself: "animate" (the settling plays), "compile" (waiting for the
+    trace's compilation), "charts" (with the charts while training), or None."""
+    if not st.session_state.get(OPEN_KEY, True):
+        return None
+    if st.session_state.get("_settle_play"):
+        return "animate"
+    if runner.trainer.model.spec is not None and settle_for(runner.config)._cache_size() == 0 and runner.warming_up:
+        return "compile"
+    return None if frozen or not runner.playing else "charts"
+
+
+def tick(kind: str | None, chart_tick: float) -> float | None:
+    return {"animate": ANIMATE_S, "compile": COMPILE_POLL_S, "charts": chart_tick}.get(kind)
+
+
+def _start_play() -> None:
+    st.session_state["_settle_play"] = True
+    st.session_state["_settle_ticked"] = False
+    st.session_state[ITER_KEY] = 0
+
+
+def _toggled() -> None:
+    st.session_state["_settle_play"] = False
+
+
+def _slider_moved() -> None:
+    st.session_state["_settle_play"] = False
+    st.session_state["_iter_at_end"] = st.session_state[ITER_KEY] >= st.session_state.get("_iter_count", 0)
+
+
+def _stop_play() -> None:
+    st.session_state["_settle_play"] = False
+
+
+def _choose(iters: np.ndarray, pick) -> int:
+    if pick == "slowest":
+        return int(np.argmax(iters))
+    if pick == "fastest":
+        return int(np.argmin(iters))
+    return int(np.clip(pick, 0, len(iters) - 1))
+
+
+def _sample_label(i: int, ev: dict, task_name: str) -> str:
+    text = f"#{i} · {int(ev['fwd_iters'][i])} iterations"
+    if task_name == "digits":
+        label = int(np.argmax(ev["output"][i]))
+        text += f" · read as {label}"
+        if "confidence" in ev:
+            text += f" ({100 * float(ev['confidence'][i]):.0f}% sure)"
+    return text
+
+
+def hole_norms(layout, params) -> list[float]:
+    """Each wormhole weight's spectral norm (before the run's spectral bound)."""
+    return [float(np.linalg.norm(np.asarray(hole_params(params, h)["v"]), 2)) for h in layout.wormholes]
+
+
+def build(runner: Runner, params, pick="slowest", iteration="end", time_step="slowest") -> dict:
+    """The two figures and what they were drawn from, for the current network and live values."""
+    trainer = runner.trainer
+    layout = network_layout(trainer.model, trainer.task)
+    ev = runner.evaluate()
+    index = _choose(np.asarray(ev["fwd_iters"]), pick)
+    trace = runner.settle(index, -1 if time_step == "slowest" else int(time_step))
+    count = int(trace["count"])
+    k = count if iteration == "end" else int(np.clip(iteration, 0, count))
+    values = np.asarray(trace["values"], float)
+    rows = network_figures.heatmap_rows(layout)
+    scale = network_figures.value_range(values[: count + 1, rows])
+    gates = np.asarray(ev["gates"], float).reshape(len(ev["fwd_iters"]), -1)
+    gate_means = gates.mean(0) if gates.size else np.zeros(0)
+    where = f"sample #{index} of the evaluation set"
+    if layout.recurrent:
+        where += f", time step {int(trace['time_step'])} of {len(trace['step_iters'])}"
+    solve_iters = int(trace["step_iters"][int(trace["time_step"])]) if layout.recurrent else int(trace["iters"])
+    cut = f" (the first {CAPACITY} of each solve shown)" if solve_iters > count else ""
+    state = "converged" if bool(trace["converged"]) else "NOT converged"
+    subtitle = f"{where} · after {k} of {solve_iters} forward iterations{cut} · {state}"
+    network = network_figures.network_figure(
+        layout, values[k], gate_means, hole_norms(layout, params),
+        sample_gates=np.asarray(trace["gates"][k], float), scale=scale, title="Network", subtitle=subtitle)
+    settle = network_figures.settling_heatmap(layout, values, trace["residual"], count, k, scale=scale,
+                                              title="One input settling", subtitle=f"{where} · {state}")
+    for fig in (network, settle):
+        fig["layout"]["meta"].update(sample=index, iteration=k, count=count, solve_iters=solve_iters,
+                                     subtitle=subtitle)
+    return {"network": network, "settle": settle, "index": index, "count": count, "iteration": k, "ev": ev,
+            "trace": trace, "layout": layout}
+
+
+def figures(runner: Runner) -> dict:
+    """The teaching figures for the HTML export: the page's choices when known, else the slowest sample."""
+    try:
+        view = {key: st.session_state.get(f"_view_{key}") for key in (SAMPLE_KEY, ITER_KEY, TSTEP_KEY)}
+    except Exception:  # noqa: BLE001 - outside a script run: the defaults
+        view = {}
+    out = build(runner, runner.snapshot()["params"], view.get(SAMPLE_KEY) or "slowest",
+                view.get(ITER_KEY) if view.get(ITER_KEY) is not None else "end", view.get(TSTEP_KEY) or "slowest")
+    return {"network": out["network"], "settle": out["settle"]}
+
+
+def _widget_value(key: str, default):
+    value = st.session_state.get(key, default)
+    return default if value is None else value
+
+
+def render(runner: Runner, kind: str | None, frozen: bool) -> None:
+    """The two sections. `kind`: why this fragment reruns by itself (`tick_kind` when the page was drawn);
+    when that changes, the whole page reruns so that the fragment's timer follows."""
+    trainer = runner.trainer
+    head = st.columns([6, 1], vertical_alignment="bottom")
+    head[0].subheader("Network", anchor="network")
+    head[1].toggle("Show", key=OPEN_KEY, value=True, on_change=_toggled,
+                   help="Show the network and the settling views (hidden: nothing is computed for them).")
+    if not st.session_state[OPEN_KEY]:
+        _follow(runner, kind, frozen)
+        return
+    if trainer.model.spec is None:
+        st.info(f"Model {trainer.model.kind} has no fixed point to draw.")
+        return
+    if settle_for(runner.config)._cache_size() == 0:
+        if runner.warming_up:  # compiled by the runner's warm-up thread; the rest of the page is usable meanwhile
+            st.info("Compiling the network views for this configuration (first visit only, a few seconds)…",
+                    icon=":material/hourglass_top:")
+            _follow(runner, kind, frozen)
+            return
+        with st.spinner("Compiling the network views for this configuration (first visit only, a few seconds)…"):
+            runner.settle(0)
+    ev = runner.evaluate()
+    n = len(ev["fwd_iters"])
+    options = (*PICKS, *range(n))
+    pick = _widget_value(SAMPLE_KEY, "slowest")
+    if pick not in options:
+        pick = "slowest"
+    st.session_state[SAMPLE_KEY] = pick
+    row = st.columns([2.2, 1.2, 3, 1.2] if trainer.task.sequence else [2.2, 3.2, 1.2], vertical_alignment="bottom")
+    iters = np.asarray(ev["fwd_iters"])
+    row[0].selectbox(
+        "Sample", options, key=SAMPLE_KEY,
+        format_func=lambda o: (f"{o} (#{_choose(iters, o)}, {int(iters[_choose(iters, o)])} iterations)"
+                               if o in PICKS else _sample_label(o, ev, trainer.task.name)),
+        help="Which input of the evaluation set to watch: the slowest to settle (default), the fastest, or any.")
+    time_step = "slowest"
+    if trainer.task.sequence:
+        t_options = ("slowest", *range(int(trainer.config.seq_len)))
+        time_step = _widget_value(TSTEP_KEY, "slowest")
+        if time_step not in t_options:
+            time_step = "slowest"
+        st.session_state[TSTEP_KEY] = time_step
+        row[1].selectbox("Time step", t_options, key=TSTEP_KEY,
+                         help="Recurrent model: every time step solves its own fixed point; which one to watch.")
+    trace = runner.settle(_choose(iters, pick), -1 if time_step == "slowest" else int(time_step))
+    count = int(trace["count"])
+    # the slider: at the end (the fixed point) unless moved; it stays at the end when the count changes
+    stored = st.session_state.get(ITER_KEY)
+    at_end = st.session_state.get("_iter_at_end")
+    if at_end is None:  # the first run: from the URL, else the end
+        at_end = stored in (None, "end")
+    playing = bool(st.session_state.get("_settle_play"))
+    if playing:
+        position = min(int(stored or 0) + (1 if st.session_state.get("_settle_ticked") else 0), count)
+        st.session_state["_settle_ticked"] = True
+        if position >= count:
+            st.session_state["_settle_play"] = False
+            st.session_state["_settle_ticked"] = False
+    elif at_end or not isinstance(stored, int):
+        position = count
+    else:
+        position = int(np.clip(int(stored), 0, count))
+    st.session_state[ITER_KEY] = position
+    st.session_state["_iter_count"] = count
+    slider_col = row[-2]
+    slider_col.slider("Iteration", 0, count, key=ITER_KEY, on_change=_slider_moved,
+                      help="Which iteration of the forward solve the picture shows (0: the start; the right end: the "
+                      "fixed point). Arrow keys move it one iteration when it has the focus.")
+    position = int(st.session_state[ITER_KEY])
+    st.session_state["_iter_at_end"] = position == count and not st.session_state.get("_settle_play")
+    if st.session_state.get("_settle_play"):
+        row[-1].button("Stop", key="settle_stop", on_click=_stop_play, icon=":material/stop:", width="stretch",
+                       help="Stop the settling animation.")
+    else:
+        row[-1].button("Play iterations", key="settle_play", on_click=_start_play, icon=":material/play_arrow:",
+                       shortcut="I", width="stretch",
+                       help="Show the solve iteration by iteration from the start (shortcut I).")
+    out = build(runner, runner.snapshot()["params"], pick, position, time_step)
+    st.session_state["_view_sample"], st.session_state["_view_iter"] = pick, position
+    st.session_state["_view_tstep"] = time_step
+    _write_url(pick, "end" if st.session_state["_iter_at_end"] else position, time_step if trainer.task.sequence
+               else None)
+    st.caption(out["network"]["layout"]["meta"]["subtitle"])
+    live_chart.show(out["network"], key="chart_network")
+    st.caption(EXPLAIN_NETWORK)
+    st.subheader("One input settling", anchor="settling")
+    live_chart.show(out["settle"], key="chart_settle")
+    st.caption(EXPLAIN_SETTLE)
+    _follow(runner, kind, frozen)
+
+
+def _follow(runner: Runner, kind: str | None, frozen: bool) -> None:
+    if tick_kind(runner, frozen) != kind:
+        st.rerun(scope="app")  # the fragment's own timer must start, stop or change
+
+
+def _write_url(pick, iteration, time_step) -> None:
+    wanted = {SAMPLE_KEY: str(pick), ITER_KEY: str(iteration)}
+    if time_step is not None:
+        wanted[TSTEP_KEY] = str(time_step)
+    for key, value in wanted.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value

@@ -1,0 +1,149 @@
+"""The teaching views under AppTest: "Network" and "One input settling" (dashboard/teaching.py).
+
+Live redrawing, the slider in a real page and the screenshots are in test_dashboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_dashboard_apptest import APP, _decode, _stop_trainers, chart_specs, query, runner_of  # noqa: F401
+
+from twnn_dashboard import panels, teaching
+from twnn_jax import network_figures
+from twnn_jax.settle_trace import network_layout, settle_for
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 300  # a first run compiles the training step and the page's evaluations (slow on a busy 2-core machine)
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    runner = runner_of(at)
+    if settle_for(runner.config)._cache_size() == 0:  # the warm-up thread compiles the views: wait, then redraw
+        runner._warm_thread.join(TIMEOUT)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def views(at) -> tuple[dict, dict]:
+    specs = {spec["layout"].get("meta", {}).get("kind"): spec for spec in chart_specs(at)}
+    return specs["network"], specs["settle"]
+
+
+def arcs(network: dict) -> list[dict]:
+    return [t for t in network["data"] if t.get("meta", {}).get("arc") is not None]
+
+
+@pytest.mark.parametrize("task", ["sine", "digits", "adding"])
+def test_the_views_render_on_every_task_with_one_arc_per_wormhole_and_the_solves_count(task):
+    at = new_app(task=task)
+    runner = runner_of(at)
+    network, settle = views(at)
+    layout = network_layout(runner.trainer.model, runner.trainer.task)
+    assert len(arcs(network)) == runner.trainer.model.n_wormholes == network["layout"]["meta"]["arcs"] > 0
+    meta = settle["layout"]["meta"]
+    ev = runner.evaluate()
+    index = meta["sample"]
+    assert index == int(np.argmax(ev["fwd_iters"]))  # the default: the slowest sample
+    trace = runner.settle(index)
+    z = np.asarray(_decode(settle["data"][0]["z"]))
+    # units x iterations: every state and output unit, and the start plus every iteration of the solve
+    assert z.shape == (len(network_figures.heatmap_rows(layout)), int(trace["count"]) + 1)
+    if layout.recurrent:
+        assert meta["count"] == int(trace["step_iters"][int(trace["time_step"])])
+        assert int(np.sum(trace["step_iters"])) == int(ev["fwd_iters"][index])
+    else:
+        assert meta["count"] == int(ev["fwd_iters"][index])
+    assert meta["iteration"] == meta["count"]  # the fixed point by default
+    assert query(at)["sample"] == "slowest" and query(at)["iter"] == "end"
+    assert "Network" in [h.value for h in at.subheader] and "One input settling" in [h.value for h in at.subheader]
+
+
+def test_gate_bias_widens_the_arcs_and_tol_adds_columns_before_any_step():
+    at = new_app(task="digits")
+    network, settle = views(at)
+    widths, columns = network["layout"]["meta"]["arc_widths"], settle["layout"]["meta"]["iterations"]
+    at.slider(key="gate").set_value(4.0)
+    at.select_slider(key="tol").set_value(1e-6)
+    at.run()
+    assert not at.exception
+    assert runner_of(at).step_count == 0
+    network, settle = views(at)
+    assert all(w2 > w1 + 3 for w1, w2 in zip(widths, network["layout"]["meta"]["arc_widths"]))
+    assert settle["layout"]["meta"]["iterations"] > columns
+
+
+def test_slider_and_sample_change_the_picture_without_compiling():
+    at = new_app(task="digits")
+    runner = runner_of(at)
+    network, settle = views(at)
+    fn = settle_for(runner.config)
+    compiled = (fn._cache_size(), runner.trainer.evaluate._cache_size())
+    at.slider(key="iter").set_value(0).run()
+    assert not at.exception
+    start, _ = views(at)
+    assert start["layout"]["meta"]["iteration"] == 0 and query(at)["iter"] == "0"
+    layout = network_layout(runner.trainer.model, runner.trainer.task)
+    state_units = [r for c, col in enumerate(layout.columns) if col.role == "state"
+                   for r in range(layout.offsets[c], layout.offsets[c] + col.size)]
+    at_start = np.asarray([start["layout"]["meta"]["unit_values"][r] for r in state_units], dtype=float)
+    assert np.all((at_start == 0) | np.isnan(at_start))  # every fixed-point unit starts at zero (block 2: not yet)
+    at_end = np.asarray([network["layout"]["meta"]["unit_values"][r] for r in state_units], dtype=float)
+    assert np.count_nonzero(at_end) > len(state_units) // 2
+    at.selectbox(key="sample").set_value("fastest").run()
+    assert not at.exception
+    fastest, settle2 = views(at)
+    ev = runner.evaluate()
+    assert fastest["layout"]["meta"]["sample"] == int(np.argmin(ev["fwd_iters"])) != settle["layout"]["meta"]["sample"]
+    at.selectbox(key="sample").set_value(7).run()
+    assert views(at)[0]["layout"]["meta"]["sample"] == 7 and query(at)["sample"] == "7"
+    assert (fn._cache_size(), runner.trainer.evaluate._cache_size()) == compiled
+
+
+def test_view_state_comes_from_the_url_and_bad_values_warn():
+    at = new_app(task="digits", sample="5", iter="2")
+    network, settle = views(at)
+    assert network["layout"]["meta"]["sample"] == 5 and settle["layout"]["meta"]["iteration"] == 2
+    assert query(at)["sample"] == "5" and query(at)["iter"] == "2" and not at.warning
+    at = new_app(task="digits", sample="<b>x</b>")
+    assert any("sample" in w.value and "rejected" in w.value for w in at.warning)
+    assert views(at)[0]["layout"]["meta"]["sample"] == int(np.argmax(runner_of(at).evaluate()["fwd_iters"]))
+
+
+def test_play_iterations_starts_at_zero_and_steps_and_the_export_has_the_views():
+    at = new_app(task="sine")
+    at.button(key="settle_play").click().run()
+    assert not at.exception
+    first = views(at)[1]["layout"]["meta"]["iteration"]
+    assert first == 0 and at.session_state["_settle_play"]
+    at.run()  # a rerun while playing moves on by one iteration (the fragment's timer does this in the page)
+    assert views(at)[1]["layout"]["meta"]["iteration"] == 1
+    at.button(key="settle_stop").click().run()
+    assert not at.session_state["_settle_play"]
+    html = panels.figures_html(runner_of(at))
+    assert "One input settling" in html and "wormhole y " in html  # the settling view and the network's arc
+    # closed, the views compute nothing and are not drawn
+    at.toggle(key=teaching.OPEN_KEY).set_value(False).run()
+    assert not at.exception
+    assert not [s for s in chart_specs(at) if s["layout"].get("meta", {}).get("kind") in ("network", "settle")]
+
+
+def test_the_page_opens_on_digits_and_the_quiet_preset_is_the_sine_wave_with_the_defaults():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert runner_of(at).config.task == "digits" == query(at)["task"]
+    at.button(key="preset_quiet").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    runner = runner_of(at)
+    assert runner.config.task == "sine" and query(at)["task"] == "sine"
+    from twnn_jax.settings import SETTINGS
+
+    assert runner.live_values == {k: SETTINGS[k].default for k in runner.live_values}

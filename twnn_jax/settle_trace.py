@@ -1,0 +1,285 @@
+"""One input settling: every unit's value at every forward iteration, for one evaluation sample.
+
+The dashboard's teaching views ("Network", "One input settling") draw the network and how the state of
+its units changes while one input settles. The training step records nothing of this: the trace is a
+separate evaluation function (`settle_for(config)`, jitted once per trainer structure), called only by a
+page that shows it, so training pays nothing for it.
+
+    layout = network_layout(trainer.model, trainer.task)     # columns of units and the wormholes
+    trace = settle_for(config)(params, live, index)          # one sample's timeline (arrays)
+
+`layout` describes the picture: columns of units (input, fixed layers, the fixed-point layers, output)
+and the wormholes between columns. `trace["values"][t]` holds every column's units (in layout order,
+concatenated) after `t` iterations; `t = 0` is the start (state zero), `t = trace["count"]` the fixed
+point. For `resnet_fp` the two fixed-point blocks settle one after the other on one timeline (B3, B4 are
+NaN until B1, B2 have settled); for `wormhole_rnn` the timeline is one time step's solve (the slowest one
+unless `time_step` is given). The iteration replays the solver's own update (`_iterate.iterate`), and
+the statistics come from `iterate` itself; tests check that both end at the same state and count.
+`index` and the live values are traced: another sample, tol or gate bias never recompiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._iterate import Settings, _anderson_init, _anderson_next, iterate, tree_norm
+from .models import Model
+from .settings import LiveControls, TrainConfig
+from .train import solve_settings
+from .wormhole import SegmentSpec, bound_holes, gates, solve_segment, sweep
+
+CAPACITY = 120  # iterations of one solve recorded (a static size); a longer solve shows its first CAPACITY
+TRACED_KINDS = ("small", "wormhole", "resnet_fp", "wormhole_rnn")
+
+
+class Column(NamedTuple):
+    """One column of units in the network picture."""
+
+    name: str  # "x", "L1", "B1", "y", ...
+    size: int
+    role: str  # "input" (given), "fixed" (computed once), "state" (a fixed-point layer), "output"
+
+
+class Wormhole(NamedTuple):
+    source: int  # column index of the later layer
+    target: int  # column index of the earlier layer it feeds
+    gate: int  # index into the model's gates vector
+    params: tuple  # the path of its parameters: ("seg", "holes", 0) or ("block12", "holes", 0)
+
+
+class Layout(NamedTuple):
+    kind: str
+    columns: tuple[Column, ...]
+    wormholes: tuple[Wormhole, ...]
+    recurrent: bool = False  # the last state column feeds the next time step's input
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Where each column's units start in a `values` row."""
+        return tuple(int(v) for v in np.cumsum([0] + [c.size for c in self.columns])[:-1])
+
+    @property
+    def units(self) -> int:
+        return sum(c.size for c in self.columns)
+
+
+def network_layout(model: Model, task) -> Layout:
+    """The columns and wormholes of `model` (one of `TRACED_KINDS`) as the pictures draw them."""
+    spec: SegmentSpec | None = model.spec
+    if model.kind not in TRACED_KINDS or spec is None:
+        raise ValueError(f"no network picture for model {model.kind!r}; it has one for {', '.join(TRACED_KINDS)}")
+    n = len(spec.widths)
+    if model.kind == "small":
+        cols = (Column("x", task.n_in, "input"), Column("h", spec.widths[0], "state"), Column("y", 1, "state"))
+        holes = tuple(Wormhole(1 + j, 1 + i, k, ("seg", "holes", k)) for k, (j, i) in enumerate(spec.wormholes))
+        return Layout(model.kind, cols, holes)
+    if model.kind == "wormhole":
+        cols = ((Column("x", task.n_in, "input"),) + tuple(Column(f"L{i + 1}", w, "state")
+                                                            for i, w in enumerate(spec.widths))
+                + (Column("out", task.n_out, "output"),))
+        holes = tuple(Wormhole(1 + j, 1 + i, k, ("seg", "holes", k)) for k, (j, i) in enumerate(spec.wormholes))
+        return Layout(model.kind, cols, holes)
+    if model.kind == "resnet_fp":
+        h = spec.widths[0]
+        cols = (Column("x", task.n_in, "input"), Column("embed", h, "fixed"),
+                *(Column(f"B{i + 1}", h, "state") for i in range(2 * n)), Column("out", task.n_out, "output"))
+        holes = tuple(Wormhole(2 + b * n + j, 2 + b * n + i, b * len(spec.wormholes) + k, (block, "holes", k))
+                      for b, block in enumerate(("block12", "block34")) for k, (j, i) in enumerate(spec.wormholes))
+        return Layout(model.kind, cols, holes)
+    # wormhole_rnn: one time step's cell, fed [x_t, h_{t-1}]
+    hidden = spec.widths[-1]
+    cols = ((Column("x_t, h_t−1", spec.n_in, "input"),) + tuple(Column(f"L{i + 1}", w, "state")
+                                                                 for i, w in enumerate(spec.widths))
+            + (Column("out", task.n_out, "output"),))
+    assert spec.n_in == task.n_in + hidden
+    holes = tuple(Wormhole(1 + j, 1 + i, k, ("seg", "holes", k)) for k, (j, i) in enumerate(spec.wormholes))
+    return Layout(model.kind, cols, holes, recurrent=True)
+
+
+def hole_params(params, hole: Wormhole) -> dict:
+    node = params
+    for key in hole.params:
+        node = node[key]
+    return node
+
+
+# ----------------------------------------------------------------------------------------------
+# The iteration, recorded
+# ----------------------------------------------------------------------------------------------
+
+
+def trace_iterate(step, x0, *, tol, max_iter, solver: str = "plain", damping=0.5, capacity: int = CAPACITY,
+                  anderson_memory: int = 5, anderson_mixing=1.0, anderson_reg=1e-6):
+    """`iterate`'s update replayed in a `lax.scan` of `capacity` steps, keeping every state.
+
+    Returns `(states, residuals, stats, x)`: `states` has a leading axis of `capacity + 1` (the start, then
+    the state after each step; after the solve stops the last state repeats), `residuals` the residual of
+    each step (NaN past the stop), and `stats` and `x` what the real `iterate` returns on the same problem."""
+    x0_dtype = jnp.result_type(*jax.tree.leaves(x0))
+    tol = jnp.asarray(tol, x0_dtype)
+    max_iter = jnp.asarray(max_iter, jnp.int32)
+    damping = jnp.asarray(damping, x0_dtype)
+    settings = Settings(solver=solver, anderson_memory=anderson_memory)
+
+    def go_on(t, r):
+        return (t == 0) | ((r > tol) & (r < jnp.inf) & (t < max_iter))
+
+    def body(carry, _):
+        t, x, r, hist = carry
+        active = go_on(t, r)
+        fx = step(x)
+        r_new = lax.stop_gradient(tree_norm(jax.tree.map(jnp.subtract, fx, x), "max").astype(x0_dtype))
+        finite = jnp.isfinite(r_new)
+        if solver == "plain":
+            x_new, hist_new = fx, hist
+        elif solver == "damped":
+            x_new, hist_new = jax.tree.map(lambda a, b: a + damping * (b - a), x, fx), hist
+        else:
+            x_new, hist_new = _anderson_next(x, fx, t, hist, memory=anderson_memory, mixing=anderson_mixing,
+                                             reg=anderson_reg)
+            x_new = jax.tree.map(lambda a, b: jnp.where(r_new <= tol, a, b), fx, x_new)
+        x_new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), x_new, x)
+        new = (t + 1, x_new, r_new, hist_new)
+        carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
+        return carry, (carry[1], jnp.where(active, jnp.where(finite, r_new, jnp.inf), jnp.nan))
+
+    hist0 = _anderson_init(x0, anderson_memory) if solver == "anderson" else ()
+    init = (jnp.zeros((), jnp.int32), x0, jnp.full((), jnp.inf, x0_dtype), hist0)
+    _, (xs, residuals) = lax.scan(body, init, None, length=capacity)
+    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
+    x, stats = iterate(step, x0, tol=tol, max_iter=max_iter, settings=settings, damping=damping,
+                       anderson_mixing=anderson_mixing, anderson_reg=anderson_reg)
+    return states, residuals, stats, x
+
+
+def _segment_trace(seg_params, x, gate_bias, spec: SegmentSpec, cfg: TrainConfig, live: LiveControls, capacity):
+    """One segment's solve (as `solve_segment` runs it), recorded: (states (capacity+1, units) per layer,
+    gates (capacity+1, n_holes), residuals, stats, the solve's fixed point)."""
+    dtype = x.dtype
+    p = bound_holes(seg_params, cfg.spectral_bound)
+    gb = jnp.asarray(gate_bias, dtype)
+    z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths)
+    step = lambda z: sweep(z, p, x, gb, spec, cfg.sweep)  # noqa: E731 - the map solve_segment iterates
+    states, residuals, stats, fixed = trace_iterate(step, z0, tol=live.tol, max_iter=live.max_iter,
+                                                    solver=cfg.solver, damping=live.damping, capacity=capacity)
+    g = jax.vmap(lambda z: gates(p, spec, z, gb))(states)
+    return states, g, residuals, stats, fixed
+
+
+def _dense(p, x):
+    return p["w"] @ x + p["b"]
+
+
+def _timeline(solves, capacity):
+    """Several solves one after the other on one timeline of `len(solves) * capacity + 1` columns.
+
+    Each solve: (states (capacity+1, u), gates (capacity+1, g), residuals (capacity,), count). Before a solve
+    starts its units and gates are NaN; after it ends they keep its last state."""
+    length = len(solves) * capacity + 1
+    t = jnp.arange(length)
+    start = jnp.int32(0)
+    values, gate_cols, residual = [], [], jnp.full((length,), jnp.nan)
+    for states, g, res, count in solves:
+        k = jnp.clip(t - start, 0, count)
+        began = (t >= start)[:, None]
+        values.append(jnp.where(began, states[k], jnp.nan))
+        gate_cols.append(jnp.where(began, g[k], jnp.nan))
+        inside = (t > start) & (t <= start + count)
+        residual = jnp.where(inside, res[jnp.clip(t - start - 1, 0, capacity - 1)], residual)
+        start = start + count
+    return jnp.concatenate(values, 1), jnp.concatenate(gate_cols, 1), residual, start
+
+
+def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY):
+    """The (unjitted) trace function `(params, live, index, time_step=-1) -> dict` for one evaluation sample.
+
+    Returns plain arrays: `values` (timeline, units) in `network_layout` order, `gates` (timeline,
+    n_wormholes), `residual` (timeline,), `count` (the timeline's last valid index: iterations recorded),
+    `iters` (the solves' real iteration count), `converged`, `output` (the model's output at the fixed point),
+    `time_step` and `step_iters` (per time step: wormhole_rnn; else one entry)."""
+    layout = network_layout(model, task)
+    spec = model.spec
+
+    def flat(states):
+        return jnp.concatenate(states, -1)
+
+    def settle(params, live: LiveControls, index, time_step=-1):
+        x = jnp.asarray(task.eval_set[0])[index]
+        gb = live.gate
+        head = (lambda z: z[:0]) if model.kind == "small" else (lambda z: _dense(params["head"], z))  # noqa: E731
+        chosen = jnp.int32(0)
+        if model.kind in ("small", "wormhole", "wormhole_rnn"):
+            inp = x
+            if model.kind == "wormhole_rnn":  # every time step's solve (as the model runs them); trace one
+                s = solve_settings(cfg, live)
+
+                def one(hprev, x_t):
+                    state, st, _ = solve_segment(params["seg"], jnp.concatenate([x_t, hprev]), gb, spec, s)
+                    return state[-1], (hprev, st.iters, st.converged, head(state[-1]))
+
+                _, (hprevs, step_iters, step_conv, output) = lax.scan(one, jnp.zeros(spec.widths[-1], x.dtype), x)
+                chosen = jnp.where(time_step < 0, jnp.argmax(step_iters), jnp.clip(time_step, 0, x.shape[0] - 1))
+                inp = jnp.concatenate([x[chosen], hprevs[chosen]])
+            states, g, res, st, fixed = _segment_trace(params["seg"], inp, gb, spec, cfg, live, capacity)
+            if model.kind != "wormhole_rnn":
+                output = fixed[-1] if model.kind == "small" else head(fixed[-1])
+                step_iters, step_conv = st.iters[None], st.converged[None]
+            solves = [(jnp.concatenate([flat(states), jax.vmap(head)(states[-1])], 1), g, res,
+                       jnp.minimum(st.iters, capacity))]
+            lead = inp
+        else:  # resnet_fp: the two blocks one after the other, the second from the first's fixed point
+            h = jnp.tanh(_dense(params["embed"], x))
+            s1, g1, r1, st1, fixed1 = _segment_trace(params["block12"], h, gb, spec, cfg, live, capacity)
+            s2, g2, r2, st2, fixed2 = _segment_trace(params["block34"], fixed1[-1], gb, spec, cfg, live, capacity)
+            output = head(fixed2[-1])
+            step_iters, step_conv = (st1.iters + st2.iters)[None], (st1.converged & st2.converged)[None]
+            tail = jnp.concatenate([flat(s2), jax.vmap(head)(s2[-1])], 1)
+            solves = [(flat(s1), g1, r1, jnp.minimum(st1.iters, capacity)),
+                      (tail, g2, r2, jnp.minimum(st2.iters, capacity))]
+            lead = jnp.concatenate([x, h])
+        vals, gts, residual, count = _timeline(solves, capacity)
+        values = jnp.concatenate([jnp.broadcast_to(lead, (vals.shape[0], lead.shape[0])), vals], 1)
+        assert values.shape[1] == layout.units, (values.shape, layout.units)
+        return {"values": values, "gates": gts, "residual": residual, "count": count, "iters": jnp.sum(step_iters),
+                "converged": jnp.all(step_conv), "output": output, "time_step": jnp.asarray(chosen, jnp.int32),
+                "step_iters": step_iters, "index": jnp.asarray(index, jnp.int32)}
+
+    return settle
+
+
+# ----------------------------------------------------------------------------------------------
+# One compiled trace per trainer structure
+# ----------------------------------------------------------------------------------------------
+
+
+def _structure(config: TrainConfig) -> TrainConfig:
+    """`config` without what the trace takes as traced values (live controls) or ignores (seed)."""
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+              if f.name in LiveControls._fields or f.name == "seed"}
+    return dataclasses.replace(config, **fields)
+
+
+@functools.lru_cache(maxsize=16)
+def _settle_built(structure: TrainConfig):
+    from .train import trainer_for
+
+    trainer = trainer_for(structure)
+    return jax.jit(build_settle(trainer.model, trainer.task, structure))
+
+
+def settle_for(config: TrainConfig):
+    """The jitted trace `(params, live, index, time_step=-1) -> dict` for runs of `config`'s structure
+    (shared by every run that differs only in seed and live controls, as `train.trainer_for` is)."""
+    return _settle_built(_structure(config))
+
+
+def timeline_columns(trace: dict) -> int:
+    """Columns of the settling view: the start plus every recorded iteration."""
+    return int(trace["count"]) + 1
