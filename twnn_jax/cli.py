@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar=s.name.upper(), help=_setting_help(s.name))
 
     exp = sub.add_parser("experiment", help="run a named experiment (paper)", allow_abbrev=False)
-    exp.add_argument("name", choices=["paper"], help="the experiment: paper = the paper's tables and figures")
+    exp.add_argument("name", choices=["paper", "longrange"],
+                     help="the experiment: paper = the paper's tables and figures; longrange = wormhole GRU vs GRU "
+                          "and LSTM on adding and copy (OUT/experiment/longrange)")
     exp.add_argument("--out", type=_path_type("a directory"), default=Path("assets"),
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
@@ -151,6 +153,8 @@ def _train(args) -> int:
 
 # ---- experiment, dashboard, bench ------------------------------------------------------------------
 def _experiment(args) -> int:
+    if args.name == "longrange":
+        return _longrange(args)
     try:
         from .experiments import check_results, run_paper
     except ImportError as err:
@@ -165,6 +169,20 @@ def _experiment(args) -> int:
         kwargs["seeds"] = args.seeds
     result = run_paper(args.out, **kwargs)
     print(f"experiment paper: results in {args.out}" + (f" ({result})" if isinstance(result, (str, Path)) else ""))
+    return 0
+
+
+def _longrange(args) -> int:
+    from .experiments import check_results
+    from .experiments.longrange import run_longrange
+
+    folder = Path(args.out) / "experiment" / "longrange"
+    if args.check:
+        current, line = check_results(folder)
+        print(f"experiment longrange: {line}")
+        return 0 if current else 1
+    run_longrange(args.out, quick=args.quick, seeds=args.seeds)
+    print(f"experiment longrange: results in {folder}")
     return 0
 
 
