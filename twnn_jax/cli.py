@@ -84,6 +84,7 @@ EXPERIMENTS = {
     "paper": "the TWNN paper's tables and figures",
     "surrogate": "seed 002 (soft winner-take-all surrogate, warm starts)",
     "growth": "seed 003's networks that grow",
+    "longrange": "wormhole GRU vs GRU and LSTM on adding and copy",
 }
 
 
@@ -194,6 +195,12 @@ def _experiment(args) -> int:
 
         run_growth(args.out, quick=args.quick, seeds=args.seeds)
         print(f"experiment growth: results in {folder}")
+        return 0
+    if args.name == "longrange":
+        from .experiments.longrange import run_longrange
+
+        run_longrange(args.out, quick=args.quick, seeds=args.seeds)
+        print(f"experiment longrange: results in {folder}")
         return 0
     kwargs = {"quick": args.quick}
     if args.seeds is not None:

@@ -11,6 +11,8 @@ Kinds:
   small         paper Algorithm 3 (tanh hidden, sigmoid output), output fed back to the hidden layer
   wormhole_rnn  a recurrent net whose every step is a wormhole segment's fixed point
   gru           a small GRU, the recurrent baseline
+  wormhole_gru  stacked GRU layers per time step, their state a fixed point with a gated wormhole (recurrent.py)
+  lstm          an LSTM, the other recurrent baseline (recurrent.py)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 from ._iterate import FixStats
 from .wormhole import SegmentSpec, SolveSettings, init_segment, segment_contraction, solve_segment
 
-MODEL_KINDS = ("wormhole", "resnet_fp", "resnet_plain", "small", "wormhole_rnn", "gru")
+MODEL_KINDS = ("wormhole", "resnet_fp", "resnet_plain", "small", "wormhole_rnn", "gru", "wormhole_gru", "lstm")
 
 
 class Model(NamedTuple):
@@ -229,7 +231,7 @@ def build_model(kind: str, task, hidden: int, depth: int = 4) -> Model:
     """The model of `kind` sized for `task`."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}, got {kind!r}")
-    sequence_kinds = ("wormhole_rnn", "gru")
+    sequence_kinds = ("wormhole_rnn", "gru", "wormhole_gru", "lstm")
     if task.sequence != (kind in sequence_kinds):
         fits = sequence_kinds if task.sequence else tuple(k for k in MODEL_KINDS if k not in sequence_kinds)
         raise ValueError(f"model {kind!r} does not fit task {task.name!r}; use one of {fits}")
@@ -245,6 +247,10 @@ def build_model(kind: str, task, hidden: int, depth: int = 4) -> Model:
         return small_net(task.n_in, hidden)
     if kind == "wormhole_rnn":
         return wormhole_rnn(task.n_in, task.n_out, hidden)
+    if kind in ("wormhole_gru", "lstm"):
+        from .recurrent import recurrent_model  # recurrent.py builds on this module
+
+        return recurrent_model(kind, task.n_in, task.n_out, hidden)
     return gru(task.n_in, task.n_out, hidden)
 
 
