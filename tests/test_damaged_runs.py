@@ -169,7 +169,7 @@ def test_sigkill_at_random_moments_resumes_bitwise(tmp_path):
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
 
-    rng = random.Random(15)
+    rng = random.Random(12)  # kills: at step 7 (mid-run), during a start-up, at step 10
     run = tmp_path / "killed"
     kills = []
     for _ in range(KILLS):
