@@ -1,4 +1,4 @@
-"""Every benchmark names the device it ran on (one helper, `twnn_jax.bench.device_info`), and the GPU
+"""Every benchmark names the device it ran on (one function, `twnn_jax.bench.device_info`), and the GPU
 benchmark says plainly when there is no GPU instead of measuring something else."""
 
 import os
