@@ -59,6 +59,7 @@ import jax  # noqa: E402
 
 from twnn_dashboard import live_chart, panels  # noqa: E402
 from twnn_dashboard.session import Runner, compile_counts, get_trainer, make_config, stop_all  # noqa: E402
+from twnn_jax.bench import device_info  # noqa: E402
 from twnn_jax.train import live_controls, train  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -449,6 +450,7 @@ def main(argv=None):
     doc = {"benchmark": "dashboard", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax": jax.__version__,
                        "backend": jax.default_backend()},
+           "device": device_info(),
            "config": {k: v for k, v in config.to_dict().items()
                       if k in ("task", "hidden", "batch_size", "trajectory", "solver", "grad_mode")}}
     if args.browser_only:

@@ -29,6 +29,8 @@ from bench_dashboard import (  # the script beside this one (python puts benchma
     start_server,
 )
 
+from twnn_jax.bench import device_info
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -117,6 +119,7 @@ def main(argv=None) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    out["device"] = device_info()  # the server's: the same machine, the same JAX
     print(json.dumps(out, indent=2))
 
 

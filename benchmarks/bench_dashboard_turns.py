@@ -37,6 +37,7 @@ start_jax_on_one_core()  # as the dashboard does (dashboard/app.py)
 import jax  # noqa: E402
 
 from twnn_dashboard import session  # noqa: E402
+from twnn_jax.bench import device_info  # noqa: E402
 from twnn_jax.checkpoint import dumps_strict, write_atomic  # noqa: E402
 
 MIN_SHARE = 0.3
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "device": device_info(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }

@@ -34,6 +34,7 @@ from jaxopt._src.fixed_point_iteration import FixedPointState
 # The installed twnn_jax (`pip install -e .`: this checkout). To A/B another copy, put the folder holding
 # its twnn_jax/ first on the path: PYTHONPATH=<dir> python benchmarks/bench_fix.py. The JSON names the copy.
 import twnn_jax
+from twnn_jax.bench import device_info
 
 BATCH = 64
 D_IN = 32
@@ -675,6 +676,7 @@ def main(argv=None):
             "machine_note": f"{os.cpu_count()} CPU cores, JAX {jax.default_backend().upper()}",
             "platform": platform.platform(),
             "devices": [str(d) for d in jax.devices()],
+            "device": device_info(),
             "jax": jax.__version__,
             "twnn_jax": os.path.dirname(twnn_jax.__file__),  # which copy ran (PYTHONPATH=<dir> for an A/B)
             "optimistix": md.version("optimistix"),

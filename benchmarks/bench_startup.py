@@ -191,8 +191,11 @@ def main(argv=None) -> int:
                 browser.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    from twnn_jax.bench import device_info  # the commands it started run on this machine's default device
+
     doc = {
         "benchmark": "startup",
+        "device": device_info(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),

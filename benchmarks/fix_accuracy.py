@@ -20,6 +20,7 @@ import jax.numpy as jnp
 jax.config.update("jax_enable_x64", True)
 
 import twnn_jax as tj  # noqa: E402
+from twnn_jax.bench import device_info  # noqa: E402
 
 N, RHO, EPS = 12, 0.6, 1e-5
 
@@ -49,7 +50,7 @@ def main() -> None:
             jr = jax.jacrev(solution)(w, tol, **extra)
             rows.append({"tol": tol, "backward": label, "grad_rel_err_vs_fd": float(abs(ad - fd) / abs(fd)),
                          "jacfwd_vs_jacrev": float(jnp.max(jnp.abs(jf - jr)) / jnp.max(jnp.abs(jr)))})
-    print(json.dumps({"problem": f"tanh(W z + x), n={N}, rho={RHO}, float64", "device": str(jax.devices()[0]),
+    print(json.dumps({"problem": f"tanh(W z + x), n={N}, rho={RHO}, float64", "device": device_info(),
                       "rows": rows}, indent=1))
 
 

@@ -25,6 +25,8 @@ import jax
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from twnn_jax.bench import device_info
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 jax.config.update("jax_enable_x64", True)
@@ -90,7 +92,7 @@ def main(argv=None):
                      p.check_gradient),
     }
     report = {"command": "python benchmarks/fuzz_fix.py " + " ".join(argv or sys.argv[1:]),
-              "device": str(jax.devices()[0]), "jax": jax.__version__, "python": platform.python_version(),
+              "device": device_info(), "jax": jax.__version__, "python": platform.python_version(),
               "seed": args.seed, "properties": {}}
     total_failures = 0
     start_all = time.perf_counter()

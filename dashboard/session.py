@@ -11,9 +11,13 @@ computation goes on while the page's threads hold the GIL. Each call is sized to
 `Runner.step()` runs steps in the caller's thread.
 All runners of the server process share one XLA compute thread (the pool is started on one core), so they
 take turns: a page's own computations go ahead of the next training call (`_page_first`), and while several
-runners play each keeps one full call in flight, so that every run gets its share.
-Every call of the trainer goes through one lock per runner, so a step never races a reset. At most
-`MAX_TRAINERS` runners (over all sessions of this server process) play at the same time.
+runners play they are time-sliced (dashboard/turns.py): each call of a run's loop waits in one
+first-come, first-served line for one of `COMPUTE_SLOTS` slots, holds it until the call has finished, and
+is sized to about `SHARE_SLICE_S` of computation (measured on its own earlier calls), so every run advances
+at about an equal share of the device, however many play. Each page says that it is sharing and with
+how many (`Runner.message`). Every tab can press Play: past `MAX_TRAINERS` runs training at once (over all
+sessions of this server process), a run waits in line and starts when one ahead of it pauses.
+Every call of the trainer goes through one lock per runner, so a step never races a reset.
 Exit: every call into XLA goes through `shutdown.xla_work()`, and when the process exits (end of a
 script, Ctrl-C, SIGTERM) every runner is closed before the interpreter finalises; see dashboard/shutdown.py
 for why a thread inside XLA at that moment would abort the process.
@@ -45,6 +49,7 @@ from twnn_jax.train import (
 )
 
 from .shutdown import on_exit, track, xla_work
+from .turns import Turns
 
 TASKS = ("sine", "digits", "adding")
 LIVE_NAMES = LIVE  # the live settings of twnn_jax.settings (traced: they change without a rebuild)
@@ -54,15 +59,19 @@ DASHBOARD_CONFIG = dict(hidden=32, batch_size=32, trajectory=60, seq_len=20)
 RECENT_LEN = 2000  # the latest steps' summaries, every step
 LONG_LEN = 2000  # plus the whole run, evenly thinned: every `stride`-th step, the stride doubling when full
 DETAIL_LEN = 24  # steps whose per-sample arrays (trajectories, counts, gates) are kept: the last of each call
-MAX_TRAINERS = int(os.environ.get("TWNN_DASHBOARD_MAX_TRAINERS", "4"))
+MAX_TRAINERS = int(os.environ.get("TWNN_DASHBOARD_MAX_TRAINERS", "32"))  # training at once; more wait in line
+COMPUTE_SLOTS = int(os.environ.get("TWNN_DASHBOARD_COMPUTE_SLOTS", "1"))  # sharing runs' calls in XLA at once
+SHARE_SLICE_S = 0.05  # while runs share the device, each call is sized to about this much computation
 IDLE_PAUSE_S = float(os.environ.get("TWNN_DASHBOARD_IDLE_PAUSE_S", "600"))  # no page tick for this long: pause
 CALL_SECONDS = 0.02  # while playing, each call of the training loop is sized to take about this long
 CONTRACTION_EVERY_S = 5.0  # while playing, the ||J|| estimate is refreshed at most this often
 MAX_NONFINITE_IN_A_ROW = 25  # consecutive steps with a non-finite loss (the forward pass blew up): auto-pause
 
 _PER_SAMPLE = ("fwd_trajectory", "bwd_trajectory", "fwd_iters", "bwd_iters", "fwd_converged", "fwd_diverged", "gates")
-_playing: set[int] = set()
-_playing_lock = threading.Lock()
+# Owners in both lines are a worker's own stop event: one per worker thread, so a worker that is still
+# finishing after a Pause never gives back (or holds) the slot of the worker a new Play started.
+_admission = Turns(lambda: MAX_TRAINERS)  # runs training at once
+_compute = Turns(lambda: COMPUTE_SLOTS)  # calls of sharing runs in XLA at once
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 # Held while a page's own computations (evaluate, generate, contraction) run; every worker waits for it
 # before each further training call. Without it they waited seconds: XLA runs the next queued training
@@ -95,8 +104,13 @@ def compile_counts(trainer: Trainer) -> dict:
 
 
 def playing_count() -> int:
-    with _playing_lock:
-        return len(_playing)
+    """Runs training on this server now (runs waiting in line for a slot not counted)."""
+    return _admission.holding()
+
+
+def waiting_count() -> int:
+    """Runs whose Play waits in line because `MAX_TRAINERS` train already."""
+    return _admission.waiting()
 
 
 def _in_flight() -> int:
@@ -147,8 +161,11 @@ class Runner:
         self._warm_thread: threading.Thread | None = None
         self.playing = False
         self.closed = False
-        self.message: str | None = None  # why the run paused itself / what went wrong
+        self.message = None  # why the run paused itself / what went wrong (see the property)
         self.message_level = "info"
+        self._step_s: float | None = None  # seconds of computation per step, measured while sharing
+        self._granted: tuple[float, int] | None = None  # (time, steps) of the sharing call in flight
+        self._last_alive_check = 0.0
         self.error: str | None = None
         self.compiling = False
         self.pause_at_step: int | None = None
@@ -161,6 +178,41 @@ class Runner:
             self._warm_thread = threading.Thread(target=self._warm_up, name="twnn-warmup", daemon=True)
             track(self._warm_thread)
             self._warm_thread.start()
+
+    # ------------------------------------------------------------------ messages
+    @property
+    def message(self) -> str | None:
+        """What the page shows under the readout: why the run paused itself, what went wrong, or else,
+        while playing, that it waits in line or shares the server with other runs (and with how many)."""
+        return self._message if self._message is not None else self.sharing_text()
+
+    @message.setter
+    def message(self, text: str | None) -> None:
+        self._message = text
+
+    @property
+    def message_level(self) -> str:
+        return self._message_level if self._message is not None else "info"
+
+    @message_level.setter
+    def message_level(self, level: str) -> None:
+        self._message_level = level
+
+    def sharing_text(self) -> str | None:
+        """While playing: that this run waits in line, or trains by turns with others; None when alone."""
+        if not self.playing or self.closed:
+            return None
+        place = _admission.position(self._stop)
+        if place is not None:
+            return (f"Waiting to train: {playing_count()} runs are training on this server (at most {MAX_TRAINERS} "
+                    f"at once). This run is number {place} in line and starts when a run ahead of it pauses; "
+                    "Pause leaves the line.")
+        n = playing_count()
+        if n > 1:
+            return (f"Sharing this server with {n - 1} other training run{'s' if n > 2 else ''}: the runs take "
+                    f"turns of about {1000 * SHARE_SLICE_S:.0f} ms each, so each trains at about 1/{n} of its speed "
+                    "alone.")
+        return None
 
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
@@ -316,18 +368,12 @@ class Runner:
 
     # ------------------------------------------------------------------ play / pause
     def play(self) -> bool:
-        """Start the worker thread. False (and a message) when too many sessions are training."""
+        """Start the worker thread (False only once closed). Past `MAX_TRAINERS` runs training on the server,
+        it waits in line first (`sharing_text` says so)."""
         if self.closed:
             return False
         if self.playing and self._thread is not None and self._thread.is_alive():
             return True
-        with _playing_lock:
-            if len(_playing) >= MAX_TRAINERS and id(self) not in _playing:
-                self.message = (f"{len(_playing)} sessions are already training on this server (the limit is "
-                                f"{MAX_TRAINERS}); use Step, or try again later.")
-                self.message_level = "warning"
-                return False
-            _playing.add(id(self))
         self.message = None
         self.error = None
         self.playing = True
@@ -341,11 +387,11 @@ class Runner:
     def pause(self, reason: str | None = None, level: str = "info", *, wait: float = 0.0) -> None:
         """Stop the worker after its current step (a step in flight finishes and is recorded)."""
         self.playing = False
-        self._stop.set()
+        stop = self._stop
+        stop.set()
         if reason:
             self.message, self.message_level = reason, level
-        with _playing_lock:
-            _playing.discard(id(self))
+        _admission.release(stop)  # its slot is free at once (the call in flight still finishes)
         thread = self._thread
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout=wait)
@@ -367,25 +413,74 @@ class Runner:
         self.heartbeat = time.monotonic()
 
     def _call_size(self, step: int) -> int:
-        """Steps for the next call while playing: about CALL_SECONDS of training, and never past the
-        auto-pause step. While other runners play, full calls: runners take turns call by call, and a
-        runner's own speed then no longer measures the device's (sized by it, a runner that fell behind made
-        ever smaller calls and got ever fewer steps per turn)."""
-        rate = None if playing_count() > 1 else self.steps_per_second()
-        n = STEPS_PER_CALL if rate is None else int(min(STEPS_PER_CALL, max(1, rate * CALL_SECONDS)))
+        """Steps for the next call while playing, never past the auto-pause step. Alone: about CALL_SECONDS
+        of training (its speed measured on the wall clock). While other runs play: about SHARE_SLICE_S of
+        its own computation, measured from its turn to the call's end (not on the wall clock, where a run's
+        speed includes its waits for the others: sized by that, a run that fell behind made ever smaller
+        calls and got ever fewer steps per turn)."""
+        rate = self.steps_per_second()
+        if playing_count() > 1:
+            step_s = self._step_s if self._step_s is not None else (1 / rate if rate else None)
+            n = STEPS_PER_CALL if step_s is None else int(min(STEPS_PER_CALL, max(1, SHARE_SLICE_S / step_s)))
+        else:
+            n = STEPS_PER_CALL if rate is None else int(min(STEPS_PER_CALL, max(1, rate * CALL_SECONDS)))
         if self.pause_at_step is not None and self.pause_at_step > step:
             n = min(n, self.pause_at_step - step)  # land exactly on the target step
         return n
+
+    def _leave(self, stop: threading.Event) -> bool:
+        """Whether this worker should stop waiting in a line: paused, closed, or (checked every 2 s) its
+        browser session has ended or its page has not been seen for IDLE_PAUSE_S."""
+        if stop.is_set() or self.closed:
+            return True
+        now = time.monotonic()
+        if now - self._last_alive_check > 2.0:
+            self._last_alive_check = now
+            if not _session_alive(self.session_id):
+                self.closed = True
+                return True
+            if now - self.heartbeat > IDLE_PAUSE_S:
+                self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
+                return True
+        return False
+
+    def _take_turn(self, stop: threading.Event) -> bool:
+        """Before a call while other runs play: the previous call's slot back, then wait for the next
+        (first come, first served); its computation time sizes the next calls. False: leave instead."""
+        if self._granted is not None:
+            granted_at, n = self._granted
+            per_step = (time.monotonic() - granted_at) / n
+            # What a call measures here is its computation plus, under load, waits for the GIL and the CPU
+            # (never less): the smallest recent figure, rising by at most 5 % a call so that a run that
+            # really got dearer (a wider gate, a tighter tol) is followed within some calls. A mean let those
+            # waits shrink one run's calls more than another's (measured: 0.47 slowest/fastest tab of 8).
+            self._step_s = per_step if self._step_s is None else min(per_step, 1.05 * self._step_s)
+            self._granted = None
+        _compute.release(stop)
+        if playing_count() <= 1:
+            return not self._leave(stop)
+        if not _compute.acquire(stop, lambda: self._leave(stop)):
+            return False
+        self._granted = (time.monotonic(), 0)
+        return True
 
     def _loop(self, stop: threading.Event) -> None:
         last_check = 0.0
 
         def plan(step: int) -> Call | None:
+            # the previous call has finished here whenever others play (one call in flight each)
             with _page_first:  # a computation of the page's goes ahead of the next call
                 pass
-            return None if stop.is_set() or self.closed else self._call(self._call_size(step))
+            if stop.is_set() or self.closed or not self._take_turn(stop):
+                return None
+            call = self._call(self._call_size(step))
+            if self._granted is not None:
+                self._granted = (self._granted[0], min(call.n, STEPS_PER_CALL))
+            return call
 
         try:
+            if not _admission.acquire(stop, lambda: self._leave(stop)):  # waits in line past MAX_TRAINERS
+                return
             with xla_work():  # the whole loop, until no call of it is left in XLA (dashboard/shutdown.py)
                 with self._step_lock:  # waits for the warm-up's compilation, if one is running
                     start = self.state
@@ -423,10 +518,11 @@ class Runner:
                     for _ in calls:
                         pass
         finally:
+            self._granted = None
+            _compute.release(stop)
+            _admission.release(stop)
             if stop is self._stop:  # not replaced by a newer worker
                 self.playing = False
-                with _playing_lock:
-                    _playing.discard(id(self))
 
     def _auto_pause(self, reason: str, level: str = "info") -> None:
         self.playing = False

@@ -300,12 +300,22 @@ def test_auto_pause_at_loss_and_the_trainer_cap(monkeypatch):
     while r.playing and time.time() < wait:
         time.sleep(0.1)
     assert not r.playing and r.step_count == 1 and "reached the target" in r.message
-    # the server-wide cap on training sessions: Play is refused with a visible message
+    # the server-wide cap on training sessions: past it, Play waits in line with a visible message (it used
+    # to be refused); Pause leaves the line
     monkeypatch.setattr(session, "MAX_TRAINERS", 0)
     at.number_input(key="pause_loss").set_value(0.0).run()
     at.button(key="play").click().run()
-    assert not runner_of(at).playing
-    assert any("already training" in w.value for w in at.warning)
+    r = runner_of(at)
+    wait = time.time() + 30
+    while session.waiting_count() == 0 and time.time() < wait:
+        time.sleep(0.05)
+    at.run()
+    assert r.playing and session.waiting_count() == 1 and session.playing_count() == 0 and r.step_count == 1
+    assert any("Waiting to train" in w.value and "number 1 in line" in w.value for w in at.info)
+    at.button(key="play").click().run()  # now labelled Pause
+    assert not r.playing
+    r.pause(wait=10)
+    assert session.waiting_count() == 0
 
 
 @pytest.mark.parametrize("task", ["digits", "adding"])

@@ -35,6 +35,14 @@ from .tasks import TASKS
 from .train import TrainConfig, build_trainer, live_controls, solve_settings, summarize, train
 
 
+def device_info() -> dict:
+    """The device JAX computes on, for every benchmark's JSON: backend (cpu, gpu, tpu), the first device's
+    kind and name, how many devices, and the JAX version."""
+    devices = jax.devices()
+    return {"backend": jax.default_backend(), "kind": devices[0].device_kind, "device": str(devices[0]),
+            "count": len(devices), "jax": jax.__version__}
+
+
 def step_parts(trainer):
     """Jitted (forward only, forward + backward) functions of (params, x, y, live), as in the step."""
     cfg, task, model = trainer.config, trainer.task, trainer.model
@@ -143,6 +151,7 @@ def main(argv=None) -> int:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "device": device_info(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "results": results,

@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import uuid
 import zipfile
 from pathlib import Path
@@ -60,6 +61,10 @@ def dumps_strict(value, **kw) -> str:
     return json.dumps(json_safe(value), allow_nan=False, **kw)
 
 
+# The temporary file `write_atomic` writes before the move: `.<name>.<pid>.<8 hex digits>.tmp`.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
 def write_atomic(path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory and `os.replace`."""
     path = Path(path)
@@ -77,6 +82,38 @@ def write_atomic(path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory, names) -> list[Path]:
+    """Remove the temporary files `write_atomic` left in `directory` for the files `names` when its process
+    was killed mid-write (`.checkpoint.npz.<pid>.<hex>.tmp`, ...): only files of that exact pattern, for
+    those names, whose process is gone (or is this one). Returns the paths removed."""
+    directory, names, removed = Path(directory), set(names), []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if not match or match["name"] not in names or not path.is_file():
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and _pid_alive(pid):  # a live writer's file (another process on this directory)
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def _leaf_array(leaf) -> np.ndarray:
@@ -135,6 +172,9 @@ def load_history(directory) -> list[dict] | None:
 def _read_npz(path: Path) -> tuple[dict, list[np.ndarray]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (not a checkpoint directory?)")
+    if not zipfile.is_zipfile(path):  # numpy would suggest allow_pickle for such a file; nothing here is pickled
+        raise ValueError(f"{path}: not a twnn checkpoint (not an .npz archive; the file is damaged or another "
+                         f"file took its name)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
@@ -180,6 +220,13 @@ def load_checkpoint(directory) -> tuple[TrainConfig, TrainState]:
             raise ValueError(
                 f"{path}: leaf {name} is {got.dtype}{list(got.shape)}, the config expects "
                 f"{want.dtype}{list(want.shape)} (mismatched config, or saved with/without jax_enable_x64)"
+            )
+        if np.issubdtype(got.dtype, np.inexact) and not np.all(np.isfinite(got)):
+            bad = int(np.size(got) - np.count_nonzero(np.isfinite(got)))
+            raise ValueError(
+                f"{path}: leaf {name} holds {bad} non-finite value(s) (NaN or inf); training never saves those "
+                "(a step with a non-finite update is skipped), so the file is damaged; resuming from it would skip "
+                "every step"
             )
     state = jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
     return config, state

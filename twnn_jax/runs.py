@@ -11,7 +11,9 @@ A run directory holds `metrics.jsonl` (one strict-JSON object a step, from `twnn
 
 A bad path or a run that must not be overwritten raises `RunError` before any JAX work: one line that
 names the flag (`--out`, `--resume`) and what is wrong. While `train_run` trains, SIGTERM stops it as
-Ctrl-C does: the steps logged so far are checkpointed, summarised and reported (`RunResult.interrupted`).
+Ctrl-C does: the steps logged so far are checkpointed, summarised and reported (`RunResult.interrupted`). A process
+killed outright (SIGKILL) loses at most the steps since its last checkpoint; the temporary files it may
+have left (`.checkpoint.npz.<pid>.<hex>.tmp`, ...) are removed when the directory is trained again.
 
 `evaluate_run` is the one evaluate-and-summarise routine: the CLI, the experiments and the dashboard's
 export all report a trained state through it.
@@ -37,10 +39,12 @@ from tqdm import tqdm
 
 from .checkpoint import (
     CONFIG_FILE,
+    HISTORY_FILE,
     STATE_FILE,
     dumps_strict,
     load_checkpoint,
     load_history,
+    remove_stale_temporaries,
     save_checkpoint,
     write_atomic,
 )
@@ -59,6 +63,7 @@ from .train import (
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
+RUN_FILES = (METRICS_FILE, CONFIG_FILE, STATE_FILE, HISTORY_FILE, SUMMARY_FILE, REPORT_FILE)
 
 
 class RunError(Exception):
@@ -239,6 +244,7 @@ def train_run(run: Run, steps: int, *, checkpoint_every: int = 100, progress: bo
     config, trainer, out = run.config, run.trainer, run.out
     live = live_controls(config)
     _make_dir(out)
+    remove_stale_temporaries(out, RUN_FILES)  # left by a process killed while writing one of them
     state = trainer.init(config.seed) if run.state is None else run.state
     history = list(run.history)
     metrics_path = out / METRICS_FILE
