@@ -29,14 +29,16 @@ KNOBS = {"gate_bias": ("pg_gate", -6.0, 6.0, 0.25), "v": ("pg_v", -5.0, 5.0, 0.2
 
 EXPLAIN = (
     "**What you see:** a network of two layers of one unit each, z1 and z2, with a wormhole from the second back "
-    "to the first: one iteration sets z1 ← tanh(1.5·x + g·v·z2) and z2 ← tanh(2·z1), both from the previous "
-    "state, with g = sigmoid(gate bias). Every point of the plane is a state (z1, z2). Grey arrows: where one "
-    "iteration moves it (f(z) − z). Green: where the iterated map contracts (the spectral norm of its 2×2 "
-    "Jacobian is below 1; hover for the number). Star: the fixed point(s), f(z) = z. Lines: the solver's "
-    "iterates from each start point (open circle), stopped when a step is smaller than *tol*; red dotted: not "
-    "converged within *max_iter*. **Try:** click on the plane to start a path there; raise the *gate bias* and "
-    "watch the spirals slow down and then run around the fixed point for ever; then lower *damping* and watch "
-    "them converge again.")
+    f"to the first: one iteration sets z1 ← tanh({playground.W1:g}·x + g·v·z2 + {playground.B1:g}) and "
+    f"z2 ← tanh({playground.W2:g}·z1 + {playground.B2:g}), both from the previous state, with g = sigmoid(gate "
+    "bias). Every point of the plane is a state (z1, z2). Grey arrows: where one iteration moves it (f(z) − z). "
+    "Green: where the iterated map contracts (the spectral norm of its 2×2 Jacobian is below 1; hover for the "
+    "number): there one step brings nearby states closer. Paths may converge outside it too (the norm bounds one "
+    "step; the eigenvalues at the fixed point decide the long run). Star: the fixed point(s), f(z) = z. Lines: the "
+    "solver's iterates from each start point (open circle), stopped when a step is smaller than *tol*; red "
+    "dotted: not converged within *max_iter*. **Try:** click on the plane to start a path there; raise the *gate "
+    "bias* and watch the spirals slow down and then run around the fixed point for ever; then lower *damping* "
+    "and watch them converge again.")
 
 
 def _starts(raw: str) -> tuple:
