@@ -19,7 +19,7 @@ from twnn_jax.playground_figure import phase_plane_figure
 
 from .controls import VIEW_PARAMS
 
-OPEN_KEY, STARTS_KEY = "pg", "pg_starts"
+OPEN_KEY, STARTS_KEY, FIG_KEY = "pg", "pg_starts", "_pg_fig"
 DEFAULT_STARTS = ((-0.9, -0.9), (0.9, 0.9), (-0.9, 0.9), (0.9, -0.9))
 DEFAULTS = Knobs()
 # knob -> (URL/widget key, low, high, step)
@@ -175,6 +175,7 @@ def render() -> None:
     subtitle = (f"gate g = {g:.2f} · v = {knobs.v:g} · x = {knobs.x:g} · tol {knobs.tol:.0e} · damping "
                 f"{knobs.damping:g} · max_iter {int(knobs.max_iter)}")
     fig = phase_plane_figure(out, starts, subtitle=subtitle)
+    st.session_state[FIG_KEY] = fig
     chart_key = f"pg_plane_{st.session_state.get('_pg_chart', 0)}"
     st.caption(subtitle)
     st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points", width="stretch",
@@ -195,6 +196,15 @@ def render() -> None:
     st.caption(EXPLAIN)
     _write_url({STARTS_KEY: _format_starts(starts),
                 **{key: str(st.session_state[key]) for key, *_ in KNOBS.values()}})
+
+
+def figures() -> dict:
+    """The phase plane as last drawn, for the HTML export (nothing while the section is hidden)."""
+    try:
+        shown, fig = st.session_state.get(OPEN_KEY), st.session_state.get(FIG_KEY)
+    except Exception:  # noqa: BLE001 - outside a script run: nothing drawn
+        return {}
+    return {"playground": fig} if shown and fig is not None else {}
 
 
 def _write_url(wanted: dict) -> None:

@@ -66,6 +66,8 @@ def test_start_points_from_the_url_the_gate_changes_the_paths_without_recompilin
     assert not at.exception, [e.value for e in at.exception]
     assert plane_spec(at)["layout"]["meta"]["converged"] == [True, True]
     assert playground._cache_size() == compiled  # no recompilation for any knob
+    # what the HTML export takes (playground.figures): the plane as last drawn
+    assert at.session_state["_pg_fig"]["layout"]["meta"]["converged"] == [True, True]
 
 
 def test_a_bad_start_point_in_the_url_is_a_warning():
