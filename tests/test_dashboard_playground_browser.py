@@ -1,4 +1,5 @@
-"""The playground in a real Chromium: a click on the phase plane adds a start point and its path; screenshot.
+"""The playground in a real Chromium: a click on the phase plane adds a start point and its path; a path that
+runs out of iterations is flagged; screenshot.
 
 Run with `python -m pytest -m browser tests/test_dashboard_playground_browser.py` (Debian's Chromium).
 """
@@ -33,12 +34,14 @@ def plane(page) -> dict:
 def test_clicking_the_plane_adds_a_path(app_url, page):
     page.set_default_timeout(120_000)
     page.set_viewport_size({"width": 1300, "height": 1000})
-    page.goto(f"{app_url}/?task=sine&pg=on&pg_starts=-0.90,-0.90")
+    page.goto(f"{app_url}/?task=sine&pg=on&pg_starts=-0.90,-0.90&pg_max_iter=65")  # 65: too few from that corner
     page.wait_for_selector(IDLE)
     page.wait_for_selector(PLANE)
     page.locator(PLANE).scroll_into_view_if_needed()
     first = wait_for(lambda: plane(page).get("meta"), 60, "the phase plane")
     assert first["paths"] == 1 and first["starts"] == [[-0.9, -0.9]]
+    assert first["converged"] == [False]  # flagged: red, and a line of text
+    assert page.get_by_text("Not converged within max_iter = 65").count() == 1
     target = (0.5, 0.5)  # a click target of the plane's grid (0.5 = -1 + 2 * 11 / 22... the nearest one)
     x, y = page.evaluate(JS_PIXEL, [PLANE, *target])
     page.mouse.move(x, y)
