@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import controls, panels, teaching
+from . import controls, panels, playground, teaching
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
@@ -147,6 +147,8 @@ def main() -> None:
     charts()
     st.divider()
     st.fragment(panels.render_sweep)(runner)
+    st.divider()
+    st.fragment(playground.render)()
     st.divider()
     panels.render_export(runner)
     panels.render_help(runner, render_s=st.session_state.get("_render_s"), chart_tick=chart_tick,
