@@ -64,6 +64,8 @@ class Control:
         return value
 
     def format(self, value: Any) -> str:
+        if value is None:
+            return SETTINGS[self.key].show(None)
         if isinstance(value, bool) or isinstance(value, str):
             return str(value)
         if isinstance(value, int) or self.integer:
@@ -75,7 +77,8 @@ def _control(s: Setting) -> Control:
     common = dict(key=s.name, label=s.label, default=PAGE_DEFAULTS.get(s.name, s.default), help=s.help, low=s.low,
                   high=s.high, rebuilds=not s.live, integer=s.type is int)
     if s.choices:
-        return Control(kind="select", options=tuple(PAGE_CHOICES.get(s.name, s.choices)), **common)
+        options = PAGE_CHOICES.get(s.name, s.choices + ((None,) if s.optional else ()))  # None: the off word
+        return Control(kind="select", options=tuple(options), **common)
     if s.log:
         return Control(kind="log", options=log_grid(s), **common)
     if s.type is float:
@@ -192,7 +195,9 @@ def _widget(control: Control, container) -> Any:
     st.session_state.setdefault(key, control.default)
     common = dict(key=key, help=control.help, on_change=_clear_url_warnings)
     if control.kind == "select":
-        return container.selectbox(control.label, control.options, **common)
+        none_means = SETTINGS[key].none_means
+        return container.selectbox(control.label, control.options, **common,
+                                   format_func=lambda v: f"none ({none_means})" if v is None else str(v))
     if control.kind == "log":
         value = st.session_state[key]
         options = sorted(set(control.options) | {value})  # a URL value off the grid stays exact

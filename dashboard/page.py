@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import controls, panels, playground, teaching
+from . import controls, panels, playground, surrogate_view, teaching
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
@@ -30,7 +30,11 @@ def _session_runner(model: dict, live: dict) -> Runner:
         if runner is not None:
             runner.close(wait=False)
         ctx = get_script_run_ctx(suppress_warning=True)
-        runner = Runner(make_config(**model, **live), session_id=ctx.session_id if ctx else None)
+        try:
+            runner = Runner(make_config(**model, **live), session_id=ctx.session_id if ctx else None)
+        except ValueError as err:  # a combination the library rejects (warm starts on a model without a solve)
+            st.error(f"Cannot start this run: {err}")
+            st.stop()
         st.session_state["_runner"] = runner
         st.session_state["_runner_key"] = key
         st.session_state.pop("_sweep", None)
@@ -142,9 +146,14 @@ def main() -> None:
     def teach() -> None:
         teaching.render(st.session_state["_runner"], teach_kind, frozen)
 
+    @st.fragment(run_every=None if frozen or not runner.playing else chart_tick)
+    def solve_vs_pass() -> None:
+        surrogate_view.render(st.session_state["_runner"])
+
     readout()
     teach()
     charts()
+    solve_vs_pass()
     st.divider()
     st.fragment(panels.render_sweep)(runner)
     st.divider()

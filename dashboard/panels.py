@@ -335,9 +335,10 @@ def figures_html(runner: Runner) -> str:
         from . import teaching  # the network views (teaching.py imports this package's controls)
 
         figs.update(teaching.figures(runner))
-    from . import playground  # the playground's phase plane, when shown
+    from . import playground, surrogate_view  # the playground's phase plane, when shown; solve vs one pass
 
     figs.update(playground.figures())
+    figs.update(surrogate_view.figures(runner))
     parts = ["<html><head><meta charset='utf-8'><title>twnn run</title></head><body>",
              f"<h1>twnn run: {runner.config.task}, step {runner.step_count}</h1>"]
     for i, fig in enumerate(figs.values()):

@@ -105,7 +105,8 @@ def click_step(at: AppTest, times: int = 1) -> None:
 
 def test_every_control_exists_and_can_be_set():
     at = new_app()
-    expected = {"task", "solver", "grad_mode", "seed", "tol", "max_iter", "gate", "damping", "bwd_tol", "lr"}
+    expected = {"task", "solver", "grad_mode", "seed", "tol", "max_iter", "gate", "damping", "bwd_tol", "lr",
+                "warm_start"}
     assert set(controls.CONTROLS) == expected
     # live controls: set each, the runner takes the value, the URL follows
     at.select_slider(key="tol").set_value(1e-5)
@@ -138,7 +139,8 @@ def test_every_control_exists_and_can_be_set():
 
 def test_url_parameters_in_range_are_applied():
     url = {"task": "sine", "solver": "damped", "grad_mode": "unrolled", "seed": "3", "tol": "2e-05",
-             "max_iter": "40", "gate": "1.5", "damping": "0.25", "bwd_tol": "1e-06", "lr": "0.003"}
+             "max_iter": "40", "gate": "1.5", "damping": "0.25", "bwd_tol": "1e-06", "lr": "0.003",
+           "warm_start": "none"}
     at = new_app(**url)
     assert not at.warning, [w.value for w in at.warning]
     assert at.select_slider(key="tol").value == 2e-5  # off the 1-3 grid: kept exactly

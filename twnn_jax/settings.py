@@ -141,7 +141,7 @@ DECLARATION: tuple[Setting, ...] = (
     Setting("warm_start", str, None, "surrogate: start every forward solve from the guess of a two-layer "
             "feed-forward surrogate of the fixed point, trained alongside on the detached fixed points "
             "(models wormhole, resnet_fp, small). none: start from zeros.", "Warm start",
-            choices=("surrogate",), optional=True, none_means="start from zeros"),
+            choices=("surrogate",), optional=True, none_means="start from zeros", dashboard=True),
     Setting("surrogate_hidden", int, 64, "Hidden width of the two-layer surrogate of the fixed point (warm starts, "
             "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
     Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN): on, start from one neuron and add and delete "
