@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import controls, panels, teaching
+from . import controls, inspector, panels, teaching
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
@@ -142,8 +142,13 @@ def main() -> None:
     def teach() -> None:
         teaching.render(st.session_state["_runner"], teach_kind, frozen)
 
+    @st.fragment(run_every=None if frozen or not runner.playing else chart_tick)
+    def inspect() -> None:
+        inspector.render(st.session_state["_runner"])
+
     readout()
     teach()
+    inspect()
     charts()
     st.divider()
     st.fragment(panels.render_sweep)(runner)

@@ -335,6 +335,9 @@ def figures_html(runner: Runner) -> str:
         from . import teaching  # the network views (teaching.py imports this package's controls)
 
         figs.update(teaching.figures(runner))
+    from . import inspector  # the per-sample inspector (digits, sine)
+
+    figs.update(inspector.figures(runner))
     parts = ["<html><head><meta charset='utf-8'><title>twnn run</title></head><body>",
              f"<h1>twnn run: {runner.config.task}, step {runner.step_count}</h1>"]
     for i, fig in enumerate(figs.values()):
