@@ -21,6 +21,7 @@ PIXELS = 8  # a digit is 8x8
 GAP = 1.0  # between tiles (in pixels)
 LABEL = 2.6  # room under a tile for its label (in pixels)
 GROUP_GAP = 4.0  # between the two groups
+INK = [[0.0, "rgb(255,255,255)"], [1.0, "rgb(20,20,20)"]]  # dark ink on white paper, as the digits were written
 RIGHT, WRONG, CHOSEN = "rgb(44,160,44)", "rgb(214,39,40)", "rgb(230,120,20)"
 
 
@@ -109,7 +110,7 @@ def gallery_figure(inputs, iters, *, confidence=None, correct=None, error=None, 
         for i, x0, y0 in tiles:
             z[int(y0): int(y0) + PIXELS, int(x0): int(x0) + PIXELS] = inputs[i].reshape(PIXELS, PIXELS)
         traces.append({"type": "heatmap", "z": z, "x0": 0.5, "dx": 1, "y0": 0.5, "dy": 1, "zmin": 0, "zmax": 1,
-                       "colorscale": "Greys", "showscale": False, "hoverinfo": "skip", "name": "inputs"})
+                       "colorscale": INK, "showscale": False, "hoverinfo": "skip", "name": "inputs"})
     else:
         xs, ys, text = [], [], []
         lo, hi = float(np.min(inputs)), float(np.max(inputs))
@@ -177,4 +178,5 @@ def iterations_scatter(iters, score, *, score_name: str = "confidence", correct=
     full = f"{title} · {rho_text} (n = {n})"
     meta = {"kind": "inspector_scatter", "spearman": rho, "n": n, "score_name": score_name}
     return _figure(traces, full, "forward iterations", score_name, height=330, meta=meta,
-                   layout={"yaxis": {"type": "log"} if score_name == "error" else {}})
+                   layout={"yaxis": {"type": "log"} if score_name == "error" else {},
+                           "xaxis": {"dtick": 1} if n and np.ptp(iters) <= 20 else {}})
