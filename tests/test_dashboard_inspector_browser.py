@@ -21,6 +21,7 @@ JS_TILE = """([key, k]) => { const gd = document.querySelector('.st-key-' + key 
           x: box.left + L._size.l + L.xaxis.d2p(t.x[k]), y: box.top + L._size.t + L.yaxis.d2p(t.y[k])}; }"""
 
 GALLERY = "chart_inspect_gallery"
+JS_DRAWS = "(key) => (document.querySelector('.st-key-' + key + ' .js-plotly-plot') || {}).__twnnDraws || 0"
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +57,13 @@ def test_clicking_a_digit_shows_it_settling(app_url, page):
     page.locator(f".st-key-{GALLERY}").screenshot(path=str(SHOTS / "inspector.png"))
     page.locator(".st-key-chart_inspect_scatter").screenshot(path=str(SHOTS / "inspector_scatter.png"))
     assert (SHOTS / "inspector.png").stat().st_size > 10_000
+
+    # while training the inspector redraws by itself, in place (new parameters, the same chosen sample)
+    page.evaluate(JS_SCROLL_INTO_VIEW, GALLERY)
+    drawn = page.evaluate(JS_DRAWS, GALLERY)
+    page.locator(".st-key-play button:visible").click()
+    # (Play scrolls the page up; a chart out of view is not redrawn, so scroll to it at each look)
+    wait_for(lambda: page.evaluate(JS_SCROLL_INTO_VIEW, GALLERY) and page.evaluate(JS_DRAWS, GALLERY) >= drawn + 2,
+             120, "the inspector to redraw while training")
+    page.locator(".st-key-play button:visible").click()
+    page.wait_for_selector(".st-key-play button:visible:has-text('Play')")
