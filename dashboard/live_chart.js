@@ -50,9 +50,19 @@ function draw(P, gd) {  // one Plotly.react at a time, always with the newest; o
   gd.__twnnBusy = true;
   Promise.resolve(P.react(gd, fig.data, fig.layout, config))
     .catch((err) => console.error("twnn live chart:", err))
-    .finally(() => { gd.__twnnBusy = false; gd.__twnnDraws = (gd.__twnnDraws || 0) + 1; draw(P, gd); });
+    .finally(() => { gd.__twnnBusy = false; gd.__twnnDraws = (gd.__twnnDraws || 0) + 1; clicks(gd); draw(P, gd); });
 }
-export default function ({ parentElement, data }) {
+function clicks(gd) {  // a chart shown with on_click: a click on a point sends it to Python (trigger "click")
+  if (gd.__twnnClickBound || !gd.on) return;
+  gd.__twnnClickBound = true;
+  gd.on("plotly_click", (ev) => {
+    const p = ev && ev.points && ev.points[0];
+    if (p && gd.__twnnTrigger) {
+      gd.__twnnTrigger("click", {x: p.x ?? null, y: p.y ?? null, customdata: p.customdata ?? null});
+    }
+  });
+}
+export default function ({ parentElement, data, setTriggerValue }) {
   let gd = parentElement.querySelector("div.twnn-live-chart");
   if (!gd) {
     gd = document.createElement("div");
@@ -60,6 +70,7 @@ export default function ({ parentElement, data }) {
     parentElement.appendChild(gd);
   }
   gd.__twnnNext = [themed(JSON.parse(data.figure), parentElement), data.config];
+  gd.__twnnTrigger = data.clickable ? setTriggerValue : null;
   loadPlotly().then((P) => {
     if (!gd.__twnnSeen) {  // a chart scrolled out of view waits, and draws its newest figure on coming back
       gd.__twnnSeen = new IntersectionObserver((entries) => {

@@ -56,10 +56,16 @@ def figure_json(fig: dict) -> str:
     return pio_json.to_json_plotly({"data": fig["data"], "layout": {**fig["layout"], "template": TEMPLATE}})
 
 
-def show(fig: dict, *, key: str) -> None:
-    """Draw `fig` under `key`; later calls with the same key update that chart in place."""
+def show(fig: dict, *, key: str, on_click=None) -> None:
+    """Draw `fig` under `key`; later calls with the same key update that chart in place. `on_click`: called
+    (a Streamlit callback) when a point is clicked; `st.session_state[key]["click"]` then holds the point's
+    `{"x", "y", "customdata"}`."""
     if in_place_available():
-        _component(key=key, data={"figure": figure_json(fig), "config": CONFIG})
+        data = {"figure": figure_json(fig), "config": CONFIG}
+        if on_click is None:
+            _component(key=key, data=data)
+        else:
+            _component(key=key, data={**data, "clickable": True}, on_click_change=on_click)
     else:
         # as a Figure: st.plotly_chart refuses a figure dict without traces (an empty chart before the first step)
         st.plotly_chart(go.Figure(fig), key=key, config={"displaylogo": False})

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import controls, panels, playground, surrogate_view, teaching
+from . import controls, inspector, panels, playground, surrogate_view, teaching
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
@@ -150,8 +150,13 @@ def main() -> None:
     def solve_vs_pass() -> None:
         surrogate_view.render(st.session_state["_runner"])
 
+    @st.fragment(run_every=None if frozen or not runner.playing else chart_tick)
+    def inspect() -> None:
+        inspector.render(st.session_state["_runner"])
+
     readout()
     teach()
+    inspect()
     charts()
     solve_vs_pass()
     st.divider()

@@ -335,8 +335,9 @@ def figures_html(runner: Runner) -> str:
         from . import teaching  # the network views (teaching.py imports this package's controls)
 
         figs.update(teaching.figures(runner))
-    from . import playground, surrogate_view  # the playground's phase plane, when shown; solve vs one pass
+    from . import inspector, playground, surrogate_view  # inspector; the phase plane, when shown; solve vs pass
 
+    figs.update(inspector.figures(runner))
     figs.update(playground.figures())
     figs.update(surrogate_view.figures(runner))
     parts = ["<html><head><meta charset='utf-8'><title>twnn run</title></head><body>",
