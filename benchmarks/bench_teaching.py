@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from twnn_dashboard import controls, panels, teaching  # noqa: E402
 from twnn_dashboard.session import Runner, make_config, stop_all  # noqa: E402
+from twnn_jax.bench import device_info  # noqa: E402
 from twnn_jax.settle_trace import settle_for  # noqa: E402
 
 
@@ -165,7 +166,7 @@ def main(argv=None):
     tasks = args.tasks.split(",")
     parts = args.parts.split(",")
     doc = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-           "load_average": os.getloadavg(), "cpus": os.cpu_count(), "args": vars(args)}
+           "load_average": os.getloadavg(), "cpus": os.cpu_count(), "args": vars(args), "device": device_info()}
     try:
         if "first" in parts:
             doc["first_screen"] = []

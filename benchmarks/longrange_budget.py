@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 
+from twnn_jax.bench import device_info
 from twnn_jax.runs import evaluate_run
 from twnn_jax.train import TrainConfig, live_controls, train, trainer_for
 
@@ -38,7 +39,8 @@ def main() -> None:
         state, _ = train(trainer, args.every, state=state, live=live)
         done += args.every
         ev, _ = evaluate_run(trainer, state, live)
-        print(json.dumps({"task": args.task, "T": args.T, "model": args.model, "hidden": args.hidden, "steps": done,
+        print(json.dumps({"device": device_info(),
+                          "task": args.task, "T": args.T, "model": args.model, "hidden": args.hidden, "steps": done,
                           "wall_s": round(time.perf_counter() - t0, 1), "eval_loss": round(ev["eval_loss"], 4),
                           "eval_metric": round(ev["eval_metric"], 3)}), flush=True)
 

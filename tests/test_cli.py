@@ -197,7 +197,7 @@ def test_experiment_calls_run_paper(monkeypatch, tmp_path, capsys):
     calls = []
     fake = type(sys)("twnn_jax.experiments")
     fake.run_paper = lambda out_dir, **kw: calls.append((out_dir, kw))
-    fake.check_results = lambda folder: (True, "current")
+    fake.check_results = lambda folder, name="paper": (True, "current")
     monkeypatch.setitem(sys.modules, "twnn_jax.experiments", fake)
     assert cli.main(["experiment", "paper", "--out", str(tmp_path), "--quick", "--seeds", "2"]) == 0
     assert calls == [(tmp_path, {"quick": True, "seeds": 2})]

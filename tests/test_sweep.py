@@ -41,8 +41,7 @@ from twnn_jax.sweep import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-import sweep_devices_check as check  # noqa: E402 - the subprocess's grid and steps
+import sweep_devices_check as check  # noqa: E402 - the subprocess's grid and steps (tests/ is on pytest's path)
 
 RTOL_DEVICES = 1e-5
 RTOL_SINGLE = 1e-5

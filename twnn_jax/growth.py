@@ -318,7 +318,7 @@ def build_growth_trainer(cfg):
 
     def run(state: TrainState, live, n, stop_below):
         _, shapes = jax.eval_shape(step, state, live)
-        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in row_keys}
+        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in row_keys if k in shapes}
         last = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
         n = jnp.clip(jnp.asarray(n, jnp.int32), 0, STEPS_PER_CALL)
 
