@@ -195,7 +195,8 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
     # (the network views, drawn once the warm-up thread has compiled them, are tested in test_dashboard_teaching.py)
     assert sorted(key for el in live_chart_elements(at) if (key := el.proto.id.rsplit("-", 1)[-1]) not in
                   ("chart_network", "chart_settle")) == sorted(
-        ["chart_fwd", "chart_bwd", "chart_iters", "chart_hist", "chart_loss", "chart_sine", "chart_gates"])
+        ["chart_fwd", "chart_bwd", "chart_iters", "chart_hist", "chart_loss", "chart_sine", "chart_gates",
+         "chart_inspect_gallery", "chart_inspect_scatter"])  # the inspector's two (dashboard/inspector.py)
     assert not at.get("plotly_chart")
     assert all(spec["layout"]["template"] == live_chart.TEMPLATE for spec in specs.values())
     for kind, tol in (("convergence", 1e-3), ("convergence_bwd", 1e-4)):
