@@ -110,11 +110,13 @@ def _stop_play() -> None:
 
 
 def _choose(iters: np.ndarray, pick) -> int:
-    if pick == "slowest":
-        return int(np.argmax(iters))
+    """The sample index for a picker value: "fastest", an index (clipped to the set), else the slowest (the
+    default, also for a value the picker has not validated yet, e.g. while the views compile)."""
     if pick == "fastest":
         return int(np.argmin(iters))
-    return int(np.clip(pick, 0, len(iters) - 1))
+    if isinstance(pick, (int, np.integer)) and not isinstance(pick, bool):
+        return int(np.clip(pick, 0, len(iters) - 1))
+    return int(np.argmax(iters))
 
 
 def _sample_label(i: int, ev: dict, task_name: str) -> str:

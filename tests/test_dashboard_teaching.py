@@ -152,3 +152,12 @@ def test_the_page_opens_on_digits_and_the_quiet_preset_is_the_sine_wave_with_the
     from twnn_jax.settings import SETTINGS
 
     assert runner.live_values == {k: SETTINGS[k].default for k in runner.live_values}
+
+
+def test_the_sample_picker_value_falls_back_to_the_slowest():
+    """A picker value the page has not validated yet (an inspector fragment can run while the views compile)
+    reads as the slowest sample, never an error (a CI run once saw a traceback from a text value here)."""
+    iters = np.array([3, 9, 1, 5])
+    assert teaching._choose(iters, "slowest") == 1 and teaching._choose(iters, "fastest") == 2
+    assert teaching._choose(iters, 3) == 3 and teaching._choose(iters, np.int64(7)) == 3
+    assert teaching._choose(iters, "a label, not an index") == 1 and teaching._choose(iters, None) == 1
