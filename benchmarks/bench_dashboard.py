@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
 import os
 import platform
 import socket
@@ -59,7 +58,7 @@ import jax  # noqa: E402
 
 from twnn_dashboard import live_chart, panels  # noqa: E402
 from twnn_dashboard.session import Runner, compile_counts, get_trainer, make_config, stop_all  # noqa: E402
-from twnn_jax.bench import device_info  # noqa: E402
+from twnn_jax.bench import device_info, logged_compilations  # noqa: E402
 from twnn_jax.train import live_controls, train  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -140,17 +139,6 @@ def runner_rate(config, seconds: float, render: bool) -> dict:
     return out
 
 
-class _CompileCounter(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        msg = record.getMessage()
-        if "Compiling" in msg or "compiling" in msg.split(" ")[0:1]:
-            self.messages.append(msg.splitlines()[0][:160])
-
-
 def scripted_compilations(config) -> dict:
     """Change every live control several times while stepping; count compilations after warm-up."""
     runner = Runner(config, warm_up=False)
@@ -160,17 +148,10 @@ def scripted_compilations(config) -> dict:
     runner.contraction(max_age_s=0)
     runner.sweep("tol", [1e-3])
     before = compile_counts(runner.trainer)
-    handler = _CompileCounter()
-    handler.setLevel(logging.DEBUG)
-    jax_logger = logging.getLogger("jax")
-    jax_logger.addHandler(handler)
-    old_level = jax_logger.level
-    jax_logger.setLevel(logging.DEBUG)
-    jax.config.update("jax_log_compiles", True)
     schedule = {"tol": [1e-2, 1e-5, 1e-7], "max_iter": [5, 50, 1000], "gate": [-10.0, 0.0, 5.0, 20.0],
                 "damping": [0.1, 0.9], "bwd_tol": [1e-2, 1e-6], "lr": [1e-4, 1e-2]}
     changes = 0
-    try:
+    with logged_compilations() as compiled:
         for name, values in schedule.items():
             for value in values:
                 runner.set_live({name: value})
@@ -183,16 +164,12 @@ def scripted_compilations(config) -> dict:
         runner.sweep("max_iter", [1, 10, 100])
         runner.reset()
         runner.step(2)
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        jax_logger.removeHandler(handler)
-        jax_logger.setLevel(old_level)
     after = compile_counts(runner.trainer)
     runner.close()
     return {"control_changes": changes, "steps": 3 * changes + 2, "jit_cache_before": before,
             "jit_cache_after": after,
             "new_compilations": sum((after[k] or 0) - (before[k] or 0) for k in after),
-            "compile_log_lines_after_warmup": len(handler.messages), "compile_log_sample": handler.messages[:5]}
+            "compile_log_lines_after_warmup": len(compiled), "compile_log_sample": compiled[:5]}
 
 
 # ------------------------------------------------------------------------------------------------

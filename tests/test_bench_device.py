@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import pytest
 
-from twnn_jax.bench import device_info
+from twnn_jax.bench import device_info, logged_compilations
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -19,6 +20,21 @@ def test_device_info_names_the_device_jax_computes_on():
     assert info["backend"] == jax.default_backend() and info["count"] == jax.device_count()
     assert info["device"] == str(jax.devices()[0]) and info["kind"] == jax.devices()[0].device_kind
     assert info["jax"] == jax.__version__
+
+
+def test_logged_compilations_sees_a_compilation_and_not_a_cached_call():
+    f = jax.jit(lambda x, k: x * k + 1.0)
+    x = jnp.arange(3.0)
+    with logged_compilations() as compiled:
+        f(x, 2.0).block_until_ready()
+    assert len(compiled) >= 1, "the first call compiles"
+    with logged_compilations() as compiled:
+        f(x, 3.0).block_until_ready()  # a traced value changes: no new compilation
+    assert compiled == []
+    with logged_compilations() as compiled:
+        f(jnp.arange(4.0), 3.0).block_until_ready()  # a new shape compiles
+    assert len(compiled) >= 1
+    assert not jax.config.jax_log_compiles, "the flag is restored"
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))

@@ -19,7 +19,9 @@ cache (`twnn_jax.compile_cache`), so the compile times it reports are compilatio
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import platform
 import statistics
@@ -41,6 +43,36 @@ def device_info() -> dict:
     devices = jax.devices()
     return {"backend": jax.default_backend(), "kind": devices[0].device_kind, "device": str(devices[0]),
             "count": len(devices), "jax": jax.__version__}
+
+
+@contextlib.contextmanager
+def logged_compilations():
+    """Collect the first line of every compilation JAX logs inside the block (`jax_log_compiles`):
+
+    >>> with logged_compilations() as compiled:                                   # doctest: +SKIP
+    ...     f(x)
+    >>> len(compiled)                                                              # doctest: +SKIP
+    """
+    messages: list[str] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if "Compiling" in msg or "compiling" in msg.split(" ")[0:1]:
+                messages.append(msg.splitlines()[0][:160])
+
+    handler = Handler(logging.DEBUG)
+    logger = logging.getLogger("jax")
+    old_level, old_flag = logger.level, jax.config.jax_log_compiles
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        yield messages
+    finally:
+        jax.config.update("jax_log_compiles", old_flag)
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def step_parts(trainer):
