@@ -283,7 +283,11 @@ def results_markdown(results: dict) -> str:
     for t in ad["T"]:
         if not any(r["test_mse"] / ADDING_BASELINE < 0.7 for r in ad["rows"] if r["T"] == t):
             out[-1] += f" At T={t} neither net learned the task in this budget."
-    out.append("")
+    out += ["", "The ungated wormhole RNN above is the paper's cell as first built here. The gated wormhole GRU "
+            "against a GRU and an LSTM of the same parameter count, 3 seeds, with per-step iterations and the state "
+            "gradient against distance back in time, is its own experiment: `longrange/RESULTS.md` "
+            "(`twnn experiment longrange`). Seed 002 (a feed-forward surrogate of the fixed point): "
+            "`surrogate/RESULTS.md`; seed 003 (networks that grow): `growth/RESULTS.md`.", ""]
     files = ", ".join(f"`{v['html']}`" for v in results.get("figures", {}).values())
     out += ["## Figures", "", f"Plotly HTML (they load the `plotly.min.js` next to them): {files}."
             + (" PNG copies written (kaleido)." if any("png" in v for v in results.get("figures", {}).values()) else
