@@ -14,7 +14,7 @@ from pathlib import Path
 from .checkpoint import json_safe, write_atomic
 
 
-def build_figures(history, *, config=None, metric_name=None, generated=None, last_metrics=None) -> list:
+def report_figures(history, *, config=None, metric_name=None, generated=None, last_metrics=None) -> list:
     """The report's figures, in order, from the figure builders of `twnn_jax.figures`.
 
     `last_metrics`: the last step's raw metrics (gates per sample; residual trajectories when the run
@@ -54,10 +54,10 @@ def _table(rows: dict) -> str:
 
 def render_report(history, *, config=None, summary=None, generated=None, last_metrics=None,
                   metric_name=None, title="twnn run") -> str:
-    """The report as one HTML string (plotly.js inlined once). See `build_figures` for the arguments."""
+    """The report as one HTML string (plotly.js inlined once). See `report_figures` for the arguments."""
     import plotly.io as pio
 
-    figs = build_figures(history, config=config, metric_name=metric_name, generated=generated,
+    figs = report_figures(history, config=config, metric_name=metric_name, generated=generated,
                          last_metrics=last_metrics)
     parts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), default_width="100%")
              for i, fig in enumerate(figs)]
