@@ -8,10 +8,12 @@ Streamlit session, as N students' browsers are):
    `--seconds 300` or more for the long run) the Step readout of every tab is read every `--sample-s`:
    steps per tab over the window, steps/s per tab, the slowest tab's share against the fastest; the
    message each tab shows (it says that it shares the server and with how many); the server's memory
-   (RSS of the process) and thread count every 2 s: the curve, and its peak over the window;
+   (RSS of the process) and thread count every 2 s: the curve, and its peak over the window; the tabs whose
+   Step readout ever went down (a run lost: the page started over from step 0);
 2. release: every tab is closed; for up to `--release-s` (default 90) the server's threads and memory
    are sampled: the seconds until its thread count is back to what it was before the tabs opened
-   (the runners' worker threads end when their session is gone), and the memory then. The baseline is
+   (a closed tab's session is kept for a reconnect; its run pauses after `DISCONNECT_GRACE_S`, 30 s, and its
+   worker thread ends), and the memory then. The baseline is
    taken with one tab open that only looks (it stays open): JAX's thread pools exist from its first page;
 3. exit under load: N tabs again, all playing; then SIGINT (first N) or SIGTERM (second; `--signal`) to it:
    the seconds until it exited, its exit code (0 is Streamlit's own on both signals) and whether its log
@@ -158,7 +160,7 @@ def open_tabs(browser, url: str, n: int, timeout_s: float = 600) -> tuple[list, 
             log(f"  tabs not training after {timeout_s:.0f} s: {notes['not_training']}")
             break
         for i in waiting:
-            if _label(pages[i]) == "Play":
+            if "Play" in _label(pages[i]).split():  # the label also holds its icon and shortcut key
                 pages[i].locator(PLAY).click()
                 notes["play_clicked_again"] += 1
                 log(f"  tab {i + 1}: Play clicked again")
@@ -207,6 +209,8 @@ def load_phase(browser, server: Server, n: int, seconds: float, sample_s: float,
     span = min(spans)
     steps = [b[1] - a[1] if a[1] >= 0 and b[1] >= 0 else None for a, b in zip(first, last)]  # None: unreadable
     rates = [x / t for x, t in zip(steps, spans) if x is not None]
+    # a tab whose Step readout went down lost its run (a new session or runner started from step 0)
+    lost = [i + 1 for i in range(n) if any(0 <= b[i][1] < a[i][1] for a, b in zip(samples, samples[1:]))]
     load_curve = sampler.stop()
     window = [c for c in load_curve if c[0] >= load_curve[-1][0] - seconds]
 
@@ -231,6 +235,7 @@ def load_phase(browser, server: Server, n: int, seconds: float, sample_s: float,
         "steps_per_tab": steps,
         "steps_per_s_per_tab": [None if x is None else round(x / t, 1) for x, t in zip(steps, spans)],
         "every_tab_trained": all(x is not None and x > 0 for x in steps),
+        "tabs_that_lost_their_run": lost,
         "slowest_over_fastest": round(min(rates) / max(rates), 3) if max(rates) > 0 else None,
         "total_steps_per_s": round(sum(rates), 1),
         "step_samples": samples,

@@ -63,6 +63,9 @@ MAX_TRAINERS = int(os.environ.get("TWNN_DASHBOARD_MAX_TRAINERS", "32"))  # train
 COMPUTE_SLOTS = int(os.environ.get("TWNN_DASHBOARD_COMPUTE_SLOTS", "1"))  # sharing runs' calls in XLA at once
 SHARE_SLICE_S = 0.05  # while runs share the device, each call is sized to about this much computation
 IDLE_PAUSE_S = float(os.environ.get("TWNN_DASHBOARD_IDLE_PAUSE_S", "600"))  # no page tick for this long: pause
+# A page whose connection dropped (a network blip, a laptop lid, a starved browser) trains on this long, then
+# pauses; its run stays, and the same tab finds it again when it reconnects (see `session_status`).
+DISCONNECT_GRACE_S = float(os.environ.get("TWNN_DASHBOARD_DISCONNECT_GRACE_S", "30"))
 CALL_SECONDS = 0.02  # while playing, each call of the training loop is sized to take about this long
 CONTRACTION_EVERY_S = 5.0  # while playing, the ||J|| estimate is refreshed at most this often
 MAX_NONFINITE_IN_A_ROW = 25  # consecutive steps with a non-finite loss (the forward pass blew up): auto-pause
@@ -128,17 +131,26 @@ def stop_all(wait: bool = True) -> None:
 on_exit(lambda: stop_all(wait=False))
 
 
-def _session_alive(session_id: str | None) -> bool:
+def session_status(session_id: str | None) -> str:
+    """"active": a browser is connected to this Streamlit session; "disconnected": its connection dropped and
+    Streamlit keeps the session for a reconnect (`server.disconnectedSessionTTL`, 120 s by default): the same
+    tab that reconnects gets the same session back, this runner included; "gone": closed or expired."""
     if session_id is None:
-        return True
+        return "active"
     try:
         from streamlit import runtime
 
         if not runtime.exists():
-            return True
-        return runtime.get_instance().is_active_session(session_id)
+            return "active"
+        instance = runtime.get_instance()
+        if instance.is_active_session(session_id):
+            return "active"
+        # Streamlit has no public lookup of a session kept for a reconnect; without one, treat it as kept
+        manager = getattr(instance, "_session_mgr", None)
+        lookup = getattr(manager, "get_session_info", None)
+        return "gone" if lookup is not None and lookup(session_id) is None else "disconnected"
     except Exception:  # noqa: BLE001 - never let a liveness probe kill training
-        return True
+        return "active"
 
 
 class Runner:
@@ -166,6 +178,7 @@ class Runner:
         self._step_s: float | None = None  # seconds of computation per step, measured while sharing
         self._granted: tuple[float, int] | None = None  # (time, steps) of the sharing call in flight
         self._last_alive_check = 0.0
+        self._disconnected_at: float | None = None  # when its page was first seen disconnected (None: connected)
         self.error: str | None = None
         self.compiling = False
         self.pause_at_step: int | None = None
@@ -436,13 +449,30 @@ class Runner:
         now = time.monotonic()
         if now - self._last_alive_check > 2.0:
             self._last_alive_check = now
-            if not _session_alive(self.session_id):
-                self.closed = True
-                return True
-            if now - self.heartbeat > IDLE_PAUSE_S:
-                self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
-                return True
+            return not self._still_watched(now)
         return False
+
+    def _still_watched(self, now: float) -> bool:
+        """Whether this run should go on training: False (and closed) when its browser session is gone; False
+        (and paused, the run kept) when its page has been disconnected for DISCONNECT_GRACE_S or not seen
+        for IDLE_PAUSE_S."""
+        status = session_status(self.session_id)
+        if status == "gone":
+            self.closed = True
+            return False
+        if status == "disconnected":
+            if self._disconnected_at is None:
+                self._disconnected_at = now
+            elif now - self._disconnected_at > DISCONNECT_GRACE_S:
+                self._auto_pause(f"paused: this page lost its connection to the server for more than "
+                                 f"{DISCONNECT_GRACE_S:.0f} s (the run is kept); press Play to go on")
+                return False
+        else:
+            self._disconnected_at = None
+        if now - self.heartbeat > IDLE_PAUSE_S:
+            self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
+            return False
+        return True
 
     def _take_turn(self, stop: threading.Event) -> bool:
         """Before a call while other runs play: the previous call's slot back, then wait for the next
@@ -490,11 +520,7 @@ class Runner:
                     now = time.monotonic()
                     if now - last_check > 2.0:
                         last_check = now
-                        if not _session_alive(self.session_id):
-                            self.closed = True
-                            break
-                        if now - self.heartbeat > IDLE_PAUSE_S:
-                            self._auto_pause(f"paused: the page has not been seen for {IDLE_PAUSE_S:.0f} s")
+                        if not self._still_watched(now):
                             break
                     try:
                         state, rows, last, call = next(calls)

@@ -165,3 +165,42 @@ def test_wait_applied_returns_once_a_step_with_the_new_values_is_recorded(runner
         assert (last["tol"], last["gate"]) == (3e-4, -1.0)
     finally:
         runner.pause(wait=10)
+
+
+def test_a_dropped_connection_pauses_after_the_grace_and_keeps_the_run(runner, monkeypatch):
+    """A page whose browser connection dropped (Streamlit keeps its session for a reconnect) trains on for
+    DISCONNECT_GRACE_S, then pauses with its run kept; only a session that is gone closes the runner."""
+    status = {"now": "active"}
+    monkeypatch.setattr(session, "session_status", lambda sid: status["now"])
+    monkeypatch.setattr(session, "DISCONNECT_GRACE_S", 10.0)
+    t = 1000.0
+    runner.heartbeat = t
+    assert runner._still_watched(t)
+    status["now"] = "disconnected"
+    assert runner._still_watched(t + 1) and runner._still_watched(t + 10.5)  # within the grace
+    status["now"] = "active"  # reconnected: the grace starts again at the next drop
+    assert runner._still_watched(t + 12)
+    status["now"] = "disconnected"
+    assert runner._still_watched(t + 13) and runner._still_watched(t + 22)
+    assert not runner._still_watched(t + 24)
+    assert not runner.closed and "lost its connection" in runner.message
+    status["now"] = "gone"
+    assert not runner._still_watched(t + 25) and runner.closed
+
+
+def test_a_playing_run_whose_page_disconnects_pauses_with_its_steps(runner, monkeypatch):
+    monkeypatch.setattr(session, "DISCONNECT_GRACE_S", 0.2)
+    runner.set_auto_pause(100_000, None)
+    assert runner.play()
+    deadline = time.time() + 120
+    while runner.step_count < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    assert runner.step_count >= 5
+    monkeypatch.setattr(session, "session_status", lambda sid: "disconnected")
+    _wait = time.time() + 120
+    while runner.playing and time.time() < _wait:
+        time.sleep(0.05)
+    assert not runner.playing and not runner.closed
+    steps = runner.step_count
+    assert steps >= 5 and runner.history[-1]["step"] == steps and "lost its connection" in runner.message
+    assert int(runner.state.step) == steps  # the run is kept: Play goes on from here
