@@ -17,8 +17,9 @@ Streamlit session, as N students' browsers are):
    taken with one tab open that only looks (it stays open): JAX's thread pools exist from its first page;
 3. exit under load: N tabs again, all playing; then SIGINT (first N) or SIGTERM (second; `--signal`) to it:
    the seconds until it exited, its exit code (0 is Streamlit's own on both signals) and whether its log
-   holds a C++ abort ("terminate called", "FATAL") or a traceback. `--both-signals` tries both for
-   every N (another server start and load each).
+   holds a C++ abort ("terminate called", "FATAL") or a traceback (counted apart: those of Streamlit's own
+   websocket endpoint, which logs one when a tab's connection closes while it writes to it). `--both-signals`
+   tries both for every N (another server start and load each).
 
 Usage:  python benchmarks/bench_classroom.py [--tabs 8 16] [--seconds 60] [--release-s 90] [--both-signals]
                                              [--out F]
@@ -269,7 +270,18 @@ def signal_phase(browser, server: Server, n: int, signum: int) -> dict:
             pass
     logs = server.logs()
     return {"signal": signal.Signals(signum).name, "tabs_training": playing, "exit_code": code, "exit_s": exit_s,
-            "faults": [f for f in FAULTS if f in logs], "log_tail": logs[-600:] if code != 0 else ""}
+            "faults": [f for f in FAULTS if f in logs], "tracebacks": _tracebacks(logs),
+            "log_tail": logs[-600:] if code != 0 else ""}
+
+
+def _tracebacks(logs: str) -> dict:
+    """Tracebacks in the server's log by where they end: Streamlit's own websocket endpoint (a tab's connection
+    closing while the server writes to it, logged by Streamlit's Starlette server) or anywhere else."""
+    blocks = logs.split("Traceback (most recent call last):")[1:]
+    ours = ("twnn_jax", "twnn_dashboard", "/dashboard/")
+    websocket = sum(1 for b in blocks if "streamlit/web/server/starlette/starlette_websocket.py" in b
+                    and not any(o in b for o in ours))
+    return {"streamlit_websocket": websocket, "other": len(blocks) - websocket}
 
 
 def _save(doc: dict, out: str | None) -> None:
