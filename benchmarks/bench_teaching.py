@@ -5,8 +5,8 @@
    `--seconds` (default 10): every second, the steps taken and the latest step's forward iterations per
    sample (min-max). Does a newcomer see counts that differ across samples and change over training?
 2. compilations: after one warm call, the views' trace for many samples, time steps and live values (tol,
-   gate, max_iter, damping), and every slider position drawn; jit cache entries of the trace and of the
-   evaluation before and after, and JAX's own "Compiling" log lines.
+   gate, max_iter, damping), both directions (forward, backward) and every slider position drawn; jit cache
+   entries of the trace and of the evaluation before and after, and JAX's own "Compiling" log lines.
 3. training speed with and without the views: the runner trains in its worker thread while the main
    thread builds the page's figures every `--redraw` seconds (as the page does while training), with the
    network views (`teaching.build`) and without them, in alternating paired windows; steps/s and the
@@ -102,10 +102,11 @@ def compilations(task: str) -> dict:
             runner.set_live({**{k: controls.CONTROLS[k].default for k in controls.LIVE_KEYS}, **values})
             for pick in picks:
                 for t in steps:
-                    out = teaching.build(runner, runner.snapshot()["params"], pick, "end", t)
-                    for k in range(out["count"] + 1):  # every slider position
-                        teaching.build(runner, runner.snapshot()["params"], pick, k, t)
-                        drawn += 1
+                    for direction in teaching.DIRECTIONS:
+                        out = teaching.build(runner, runner.snapshot()["params"], pick, "end", t, direction)
+                        for k in range(out["count"] + 1):  # every slider position
+                            teaching.build(runner, runner.snapshot()["params"], pick, k, t, direction)
+                            drawn += 1
             runner.step(1)
     finally:
         jax.config.update("jax_log_compiles", False)
@@ -113,7 +114,8 @@ def compilations(task: str) -> dict:
         jax_logger.setLevel(old)
     after = (fn._cache_size(), runner.trainer.evaluate._cache_size())
     runner.close()
-    return {"task": task, "views_drawn": drawn, "jit_cache_before": {"settle": before[0], "evaluate": before[1]},
+    return {"task": task, "views_drawn": drawn, "directions": list(teaching.DIRECTIONS),
+            "jit_cache_before": {"settle": before[0], "evaluate": before[1]},
             "jit_cache_after": {"settle": after[0], "evaluate": after[1]},
             "new_compilations": (after[0] - before[0]) + (after[1] - before[1]),
             "compile_log_lines": len(handler.messages), "compile_log_sample": handler.messages[:5]}

@@ -240,3 +240,33 @@ def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64,
     for lib, ours in checks:
         for a, b in zip(jax.tree.leaves(lib), jax.tree.leaves(ours)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-10)
+
+
+def test_the_arc_colour_is_the_sign_of_the_wormhole_weight():
+    from twnn_dashboard import teaching
+
+    trainer = trainer_for(TrainConfig(task="digits", hidden=8, batch_size=4))
+    layout = network_layout(trainer.model, trainer.task)
+    params = trainer.init(0).params
+    flipped = jax.tree.map(lambda a: a, params)
+    flipped["block12"]["holes"][0]["v"] = -params["block12"]["holes"][0]["v"]
+    values = np.linspace(-1, 1, layout.units)
+
+    def colours(p):
+        fig = network_figures.network_figure(layout, values, [0.5, 0.5], teaching.hole_norms(layout, p),
+                                             hole_balance=teaching.hole_balances(layout, p))
+        arcs = [t for t in fig["data"] if t.get("meta", {}).get("arc") is not None]
+        assert [a["line"]["color"] for a in arcs] == fig["layout"]["meta"]["arc_colors"]
+        return fig["layout"]["meta"]["arc_colors"], arcs
+
+    before, arcs = colours(params)
+    after, flipped_arcs = colours(flipped)
+    assert after[0] != before[0] and after[1] == before[1]  # only the flipped wormhole changes colour
+    b0 = teaching.hole_balances(layout, params)[0]
+    assert teaching.hole_balances(layout, flipped)[0] == pytest.approx(-b0)
+    assert ("+" if b0 > 0 else "-") in arcs[0]["text"][0].split("Σv / Σ|v| = ")[1][:1]
+    # all positive: orange, all negative: teal, cancelling: grey
+    assert network_figures.arc_color(network_figures.weight_balance(np.ones((3, 3)))) == network_figures.ARC_COLOR
+    assert network_figures.arc_color(network_figures.weight_balance(-np.ones((3, 3)))) == network_figures.ARC_NEG_COLOR
+    assert network_figures.arc_color(network_figures.weight_balance(np.array([1.0, -1.0]))) == \
+        network_figures.ARC_MID_COLOR
