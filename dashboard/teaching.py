@@ -89,7 +89,10 @@ EXPLAIN_BACKWARD = (
     "fixed-point map's Jacobian) until it settles; the training step's gradient is computed from the final *u*. "
     "Each row is a fixed-point unit, each column a backward iteration (column 0: *g* itself). Above, the residual "
     "relative to ‖g‖; it stops below *backward tolerance*. For resnet_fp the later block (B3, B4) settles first, "
-    "then hands its gradient to B1, B2. **Try:** open the gates (the wormhole carries the gradient back too: "
+    "then hands its gradient to B1, B2. Rows that stay zero are layers a sweep recomputes from below without "
+    "reading their old value (in the default layer-by-layer sweep only the last layer and the wormholes' sources "
+    "carry an adjoint). **Try:** open "
+    "the gates (the wormhole carries the gradient back too: "
     "more columns), tighten *backward tolerance*.")
 
 
@@ -129,6 +132,11 @@ def _slider_moved() -> None:
 
 def _stop_play() -> None:
     st.session_state["_settle_play"] = False
+
+
+def _flip_direction() -> None:
+    st.session_state["_settle_play"] = False
+    st.session_state[DIR_KEY] = DIRECTIONS[1 - DIRECTIONS.index(st.session_state.get(DIR_KEY, "forward"))]
 
 
 def _choose(iters: np.ndarray, pick) -> int:
@@ -323,7 +331,11 @@ def render(runner: Runner, kind: str | None, frozen: bool) -> None:
     live_chart.show(out["network"], key="chart_network")
     st.caption(EXPLAIN_NETWORK)
     st.subheader("One input settling", anchor="settling")
-    st.radio(
+    turn = st.columns([6, 1.4], vertical_alignment="bottom")
+    turn[1].button("Switch", key="settle_flip", on_click=_flip_direction, icon=":material/swap_horiz:",
+                   shortcut="B", width="stretch",
+                   help="Switch between the forward and the backward solve (shortcut B).")
+    turn[0].radio(
         "Direction", DIRECTIONS, key=DIR_KEY, on_change=_stop_play, horizontal=True,
         format_func=lambda d: "Forward: the state" if d == "forward" else "Backward: the adjoint (gradient)",
         help="The forward solve (the state settling to the fixed point) or the backward one (the adjoint the "

@@ -142,6 +142,8 @@ def test_slider_and_sample_change_the_picture_without_compiling():
     assert views(at)[0]["layout"]["meta"]["unit_values"] != back_network["layout"]["meta"]["unit_values"]
     at.radio(key=teaching.DIR_KEY).set_value("forward").run()
     assert views(at)[1]["layout"]["meta"]["direction"] == "forward"
+    at.button(key="settle_flip").click().run()  # the switch (shortcut B)
+    assert views(at)[1]["layout"]["meta"]["direction"] == "backward" == at.radio(key=teaching.DIR_KEY).value
     assert (fn._cache_size(), runner.trainer.evaluate._cache_size()) == compiled
 
 
