@@ -16,6 +16,10 @@ NaN until B1, B2 have settled); for `wormhole_rnn` the timeline is one time step
 unless `time_step` is given). The iteration replays the solver's own update (`_iterate.iterate`), and
 the statistics come from `iterate` itself; tests check that both end at the same state and count.
 `index` and the live values are traced: another sample, tol or gate bias never recompiles.
+
+`trace["adjoint"]` is the backward view of the same sample (`ADJOINT`): the adjoint solve `u = g + J^T u`
+that `fix` runs for the gradient of this sample's loss (g: the loss's cotangent on the fixed point, through
+every later block or time step), replayed the same way, unit by unit, with its count and residuals.
 """
 
 from __future__ import annotations
