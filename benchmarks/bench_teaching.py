@@ -5,14 +5,20 @@
    `--seconds` (default 10): every second, the steps taken and the latest step's forward iterations per
    sample (min-max). Does a newcomer see counts that differ across samples and change over training?
 2. compilations: after one warm call, the views' trace for many samples, time steps and live values (tol,
-   gate, max_iter, damping), and every slider position drawn; jit cache entries of the trace and of the
-   evaluation before and after, and JAX's own "Compiling" log lines.
+   gate, max_iter, damping), both directions (forward, backward) and every slider position drawn; jit cache
+   entries of the trace and of the evaluation before and after, and JAX's own "Compiling" log lines.
 3. training speed with and without the views: the runner trains in its worker thread while the main
    thread builds the page's figures every `--redraw` seconds (as the page does while training), with the
    network views (`teaching.build`) and without them, in alternating paired windows; steps/s and the
    ratio of each pair (median reported). In-process: the browser's drawing is not included.
+4. the views' own time (`viewtime`): paused, the wall time of one redraw of the views (`teaching.build`, each
+   direction, the runner's cache cleared first, as after every training step) and of the trace alone, median
+   of `--repeats`. With one core for JAX the views' time comes out of training's, so 1 - median / redraw
+   estimates the ratio of part 3 (an estimate, not a measurement of it; but readable on a busy machine,
+   unlike part 3's paired windows).
 
 Usage:  python benchmarks/bench_teaching.py [--tasks digits,sine] [--seconds 10] [--pairs 3] [--window 5]
+        [--parts first,compile,cost,viewtime] [--repeats 20]
 Prints one JSON document on stdout (progress on stderr).
 """
 
@@ -102,10 +108,11 @@ def compilations(task: str) -> dict:
             runner.set_live({**{k: controls.CONTROLS[k].default for k in controls.LIVE_KEYS}, **values})
             for pick in picks:
                 for t in steps:
-                    out = teaching.build(runner, runner.snapshot()["params"], pick, "end", t)
-                    for k in range(out["count"] + 1):  # every slider position
-                        teaching.build(runner, runner.snapshot()["params"], pick, k, t)
-                        drawn += 1
+                    for direction in teaching.DIRECTIONS:
+                        out = teaching.build(runner, runner.snapshot()["params"], pick, "end", t, direction)
+                        for k in range(out["count"] + 1):  # every slider position
+                            teaching.build(runner, runner.snapshot()["params"], pick, k, t, direction)
+                            drawn += 1
             runner.step(1)
     finally:
         jax.config.update("jax_log_compiles", False)
@@ -113,7 +120,8 @@ def compilations(task: str) -> dict:
         jax_logger.setLevel(old)
     after = (fn._cache_size(), runner.trainer.evaluate._cache_size())
     runner.close()
-    return {"task": task, "views_drawn": drawn, "jit_cache_before": {"settle": before[0], "evaluate": before[1]},
+    return {"task": task, "views_drawn": drawn, "directions": list(teaching.DIRECTIONS),
+            "jit_cache_before": {"settle": before[0], "evaluate": before[1]},
             "jit_cache_after": {"settle": after[0], "evaluate": after[1]},
             "new_compilations": (after[0] - before[0]) + (after[1] - before[1]),
             "compile_log_lines": len(handler.messages), "compile_log_sample": handler.messages[:5]}
@@ -154,6 +162,31 @@ def training_cost(task: str, pairs: int, seconds: float, redraw: float) -> dict:
             "median_ratio": statistics.median(r["ratio"] for r in rows)}
 
 
+def view_time(task: str, repeats: int, redraw: float) -> dict:
+    runner = page_runner(task)
+    runner.step(2)
+    params = runner.snapshot()["params"]
+    teaching.build(runner, params)  # compiled
+    out = {"task": task, "repeats": repeats, "redraw_s": redraw}
+    for name, call in (("trace_ms", lambda: runner.settle(0)),
+                       ("views_forward_ms", lambda: teaching.build(runner, params, "slowest", "end", "slowest",
+                                                                   "forward")),
+                       ("views_backward_ms", lambda: teaching.build(runner, params, "slowest", "end", "slowest",
+                                                                    "backward"))):
+        times = []
+        for _ in range(repeats):
+            runner._aux_cache.clear()  # as after a training step: the evaluation and the trace are recomputed
+            t0 = time.perf_counter()
+            call()
+            times.append(1000 * (time.perf_counter() - t0))
+        out[name] = round(statistics.median(times), 2)
+    worst = max(out["views_forward_ms"], out["views_backward_ms"])
+    out["ratio_estimate"] = round(1 - worst / 1000 / redraw, 4)
+    runner.close()
+    log(f"  {task}: {out}")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default="digits,sine", help="comma-separated: digits, sine, adding")
@@ -161,7 +194,8 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=3, help="paired windows with and without the views")
     ap.add_argument("--window", type=float, default=5.0, help="seconds per window")
     ap.add_argument("--redraw", type=float, default=2.0, help="seconds between page redraws (the page's default)")
-    ap.add_argument("--parts", default="first,compile,cost")
+    ap.add_argument("--repeats", type=int, default=20, help="viewtime: redraws timed")
+    ap.add_argument("--parts", default="first,compile,cost,viewtime")
     args = ap.parse_args(argv)
     tasks = args.tasks.split(",")
     parts = args.parts.split(",")
@@ -183,6 +217,11 @@ def main(argv=None):
             for task in tasks:
                 log(f"training with and without the views {task} ...")
                 doc["training_cost"].append(training_cost(task, args.pairs, args.window, args.redraw))
+        if "viewtime" in parts:
+            doc["view_time"] = []
+            for task in tasks:
+                log(f"the views' own time {task} ...")
+                doc["view_time"].append(view_time(task, args.repeats, args.redraw))
     finally:
         stop_all()
     doc["load_average_end"] = os.getloadavg()

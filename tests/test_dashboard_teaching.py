@@ -69,6 +69,29 @@ def test_the_views_render_on_every_task_with_one_arc_per_wormhole_and_the_solves
     assert meta["iteration"] == meta["count"]  # the fixed point by default
     assert query(at)["sample"] == "slowest" and query(at)["iter"] == "end"
     assert "Network" in [h.value for h in at.subheader] and "One input settling" in [h.value for h in at.subheader]
+    # backward: the adjoint of every fixed-point unit at every backward iteration of this sample's adjoint solve
+    compiled = settle_for(runner.config)._cache_size()
+    at.radio(key=teaching.DIR_KEY).set_value("backward").run()
+    assert not at.exception, [e.value for e in at.exception]
+    network, settle = views(at)
+    meta = settle["layout"]["meta"]
+    adjoint = runner.settle(index)["adjoint"]
+    z = np.asarray(_decode(settle["data"][0]["z"]), dtype=float)  # NaN (None): resnet_fp's block 1 before it starts
+    assert meta["direction"] == "backward" and meta["sample"] == index
+    assert z.shape == (len(network_figures.heatmap_rows(layout, network_figures.BACKWARD_ROLES)),
+                       int(adjoint["count"]) + 1)
+    assert meta["count"] == int(adjoint["count"]) == meta["iteration"] and query(at)["dir"] == "backward"
+    if not layout.recurrent:  # the library's own backward count for this sample (all time steps' when recurrent)
+        from test_settle_trace import _sample_grad
+
+        from twnn_jax.settings import live_controls
+
+        _, bst = _sample_grad(runner.trainer, runner.snapshot()["params"],
+                              live_controls(runner.config, **runner.live_values), index)
+        assert meta["count"] == int(bst.iters) == int(adjoint["iters"])
+    np.testing.assert_allclose(z[:, -1], np.asarray(adjoint["final"], float)[
+        network_figures.heatmap_rows(layout, network_figures.BACKWARD_ROLES)], rtol=1e-5, atol=1e-8)
+    assert settle_for(runner.config)._cache_size() == compiled
 
 
 def test_gate_bias_widens_the_arcs_and_tol_adds_columns_before_any_step():
@@ -109,6 +132,18 @@ def test_slider_and_sample_change_the_picture_without_compiling():
     assert fastest["layout"]["meta"]["sample"] == int(np.argmin(ev["fwd_iters"])) != settle["layout"]["meta"]["sample"]
     at.selectbox(key="sample").set_value(7).run()
     assert views(at)[0]["layout"]["meta"]["sample"] == 7 and query(at)["sample"] == "7"
+    # the other direction, and the slider on it: the same trace, nothing compiled
+    at.radio(key=teaching.DIR_KEY).set_value("backward").run()
+    assert not at.exception
+    back_network, back = views(at)
+    assert back["layout"]["meta"]["direction"] == "backward" and query(at)["dir"] == "backward"
+    at.slider(key="iter").set_value(1).run()
+    assert views(at)[1]["layout"]["meta"]["iteration"] == 1
+    assert views(at)[0]["layout"]["meta"]["unit_values"] != back_network["layout"]["meta"]["unit_values"]
+    at.radio(key=teaching.DIR_KEY).set_value("forward").run()
+    assert views(at)[1]["layout"]["meta"]["direction"] == "forward"
+    at.button(key="settle_flip").click().run()  # the switch (shortcut B)
+    assert views(at)[1]["layout"]["meta"]["direction"] == "backward" == at.radio(key=teaching.DIR_KEY).value
     assert (fn._cache_size(), runner.trainer.evaluate._cache_size()) == compiled
 
 
@@ -117,6 +152,13 @@ def test_view_state_comes_from_the_url_and_bad_values_warn():
     network, settle = views(at)
     assert network["layout"]["meta"]["sample"] == 5 and settle["layout"]["meta"]["iteration"] == 2
     assert query(at)["sample"] == "5" and query(at)["iter"] == "2" and not at.warning
+    at = new_app(task="digits", sample="5", iter="1", dir="backward")
+    back = views(at)[1]["layout"]["meta"]
+    assert back["direction"] == "backward" and back["iteration"] == 1
+    assert query(at)["dir"] == "backward" and not at.warning
+    at = new_app(task="digits", dir="sideways")
+    assert any("dir" in w.value and "rejected" in w.value for w in at.warning)
+    assert views(at)[1]["layout"]["meta"]["direction"] == "forward"
     at = new_app(task="digits", sample="<b>x</b>")
     assert any("sample" in w.value and "rejected" in w.value for w in at.warning)
     assert views(at)[0]["layout"]["meta"]["sample"] == int(np.argmax(runner_of(at).evaluate()["fwd_iters"]))
@@ -134,6 +176,7 @@ def test_play_iterations_starts_at_zero_and_steps_and_the_export_has_the_views()
     assert not at.session_state["_settle_play"]
     html = panels.figures_html(runner_of(at))
     assert "One input settling" in html and "wormhole y " in html  # the settling view and the network's arc
+    assert "backward (adjoint)" in html  # the backward settling view too
     # closed, the views compute nothing and are not drawn
     at.toggle(key=teaching.OPEN_KEY).set_value(False).run()
     assert not at.exception

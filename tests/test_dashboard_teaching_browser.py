@@ -82,3 +82,27 @@ def test_network_draws_follows_the_gate_and_the_slider(app_url, page):
     wait_for(lambda: view(page)["draws"] >= draws + 2, 60, "the network to redraw while training")
     page.locator(".st-key-play button:visible").click()
     page.wait_for_selector(".st-key-play button:visible:has-text('Play')")
+
+
+def test_the_backward_settling_view_from_the_url_and_its_switch(app_url, page):
+    page.set_default_timeout(120_000)
+    page.goto(f"{app_url}/?task=digits&dir=backward")
+    page.wait_for_selector(".st-key-play button:visible")
+    page.wait_for_selector(IDLE)
+    back = wait_for(lambda: (view(page, "chart_settle").get("meta") or {}).get("direction") == "backward"
+                    and view(page, "chart_settle")["meta"], 60, "the backward settling view")
+    assert back["iteration"] == back["count"] > 0 and "dir=backward" in href(page)
+    network = wait_for(lambda: view(page).get("meta"), 60, "the network")
+    assert network["direction"] == "backward" and len(network["arc_colors"]) == 2
+    page.mouse.move(5, 995)
+    page.wait_for_selector(IDLE)
+    time.sleep(1.0)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".st-key-chart_settle").screenshot(path=str(SHOTS / "settling-backward.png"))
+    assert (SHOTS / "settling-backward.png").stat().st_size > 20_000
+    # the switch: forward again, the URL and both views follow
+    page.locator(".st-key-dir label:has-text('Forward')").click()
+    wait_for(lambda: (view(page, "chart_settle").get("meta") or {}).get("direction") == "forward", 60,
+             "the forward settling view")
+    assert "dir=forward" in href(page)
+    assert view(page).get("meta", {}).get("direction") == "forward"

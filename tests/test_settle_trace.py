@@ -116,3 +116,157 @@ def test_models_without_a_fixed_point_have_no_picture():
     trainer = trainer_for(TrainConfig(task="digits", model="resnet_plain", hidden=8, batch_size=4))
     with pytest.raises(ValueError, match="no network picture"):
         network_layout(trainer.model, trainer.task)
+
+
+# ----------------------------------------------------------------------------------------------
+# The adjoint (backward) solve, recorded
+# ----------------------------------------------------------------------------------------------
+
+
+def _sample_grad(trainer, params, live, index, probe=None):
+    """The library's gradient of one evaluation sample's loss (and, with a probe, its backward statistics)."""
+    from twnn_jax import value_and_grad_with_stats
+    from twnn_jax.train import solve_settings
+
+    x, y = (jnp.asarray(a)[index] for a in trainer.task.eval_set[:2])
+    s = solve_settings(trainer.config, live)
+
+    def loss(p, pr):
+        out, _, _ = trainer.model.apply(p, x, live.gate, s, pr)
+        return trainer.task.loss(out[None], y[None])[0]
+
+    _, grads, bst = value_and_grad_with_stats(loss)(params, backward_probe_for(probe))
+    return grads, bst
+
+
+def backward_probe_for(probe):
+    from twnn_jax import backward_probe
+
+    return backward_probe(()) if probe is None else probe
+
+
+@pytest.mark.parametrize("kind", ["small", "wormhole", "resnet_fp"])
+def test_the_adjoint_trace_counts_what_the_librarys_backward_solve_counts(kind):
+    cfg = TrainConfig(**CASES[kind], batch_size=4)
+    trainer = trainer_for(cfg)
+    params = trainer.init(0).params
+    layout = network_layout(trainer.model, trainer.task)
+    fn = settle_for(cfg)
+    for gate, bwd_tol in ((-2.0, 1e-4), (3.0, 1e-6)):
+        live = live_controls(cfg, gate=gate, bwd_tol=bwd_tol)
+        for index in (0, 5):
+            tr = jax.device_get(fn(params, live, np.int32(index), np.int32(-1)))
+            adj = tr["adjoint"]
+            _, bst = _sample_grad(trainer, params, live, index)
+            assert int(adj["iters"]) == int(bst.iters) >= 1
+            assert int(adj["count"]) == int(np.sum(np.minimum(adj["solve_iters"], 120)))
+            assert bool(adj["converged"]) == bool(bst.converged)
+            assert adj["values"].shape == tr["values"].shape
+            # fixed-point columns only; the start is the right-hand side, the last column the adjoint's end
+            rows = [r for c, col in enumerate(layout.columns) if col.role == "state"
+                    for r in range(layout.offsets[c], layout.offsets[c] + col.size)]
+            other = np.setdiff1d(np.arange(layout.units), rows)
+            assert np.isnan(adj["values"][:, other]).all()
+            end = adj["values"][int(adj["count"])][rows]
+            assert np.isfinite(end).all()
+            np.testing.assert_allclose(end, adj["final"][rows], rtol=1e-6, atol=1e-9)
+            res = adj["residual"][1:int(adj["count"]) + 1]
+            assert np.isfinite(res).all() and float(res[-1]) <= bwd_tol * (1 + 1e-5)
+    assert fn._cache_size() == 1
+
+
+@pytest.fixture
+def x64():
+    """float64 for this test (the trainer below is built under it; its config is used nowhere else)."""
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", False)
+
+
+@pytest.mark.parametrize("kind", ["wormhole", "resnet_fp", "wormhole_rnn"])
+def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64, kind):
+    from twnn_jax.train import solve_settings
+    from twnn_jax.wormhole import bound_holes, sweep
+
+    cfg = TrainConfig(**{**CASES[kind], "hidden": 5}, batch_size=3, seed=7)
+    trainer = trainer_for(cfg)
+    params = trainer.init(0).params
+    assert jax.tree.leaves(params)[0].dtype == jnp.float64
+    live = live_controls(cfg, gate=1.0, max_iter=2000)  # the tolerances below the settings' range: float64
+    live = live._replace(tol=jnp.float64(1e-12), bwd_tol=jnp.float64(1e-12))
+    layout = network_layout(trainer.model, trainer.task)
+    spec, s = trainer.model.spec, solve_settings(cfg, live)
+    index = 2
+    tr = jax.device_get(settle_for(cfg)(params, live, np.int32(index), np.int32(-1)))
+    adj = tr["adjoint"]
+    assert bool(adj["converged"]) and int(adj["count"]) == int(np.sum(adj["solve_iters"]))  # within the capacity
+    last = adj["values"][int(adj["count"])]
+    grads, _ = _sample_grad(trainer, params, live, index)
+    x = jnp.asarray(trainer.task.eval_set[0])[index]
+
+    def state_of(col):  # the recorded adjoint of the fixed-point columns starting at column `col`
+        o = layout.offsets[col]
+        return tuple(jnp.asarray(last[o + sum(spec.widths[:i]): o + sum(spec.widths[:i + 1])])
+                     for i in range(len(spec.widths)))
+
+    def through_params(seg_params, inp, u):
+        """The parameter gradient an adjoint `u` gives: u^T d sweep / d params at the segment's fixed point."""
+        z, _, _ = solve_segment(seg_params, inp, live.gate, spec, s)
+        return jax.vjp(lambda p: sweep(z, bound_holes(p, cfg.spectral_bound), inp, jnp.asarray(live.gate, z[0].dtype),
+                                       spec, cfg.sweep), seg_params)[1](u)[0]
+
+    if kind == "wormhole":
+        checks = [(grads["seg"], through_params(params["seg"], x, state_of(1)))]
+    elif kind == "resnet_fp":
+        h = jnp.tanh(params["embed"]["w"] @ x + params["embed"]["b"])
+        z1, _, _ = solve_segment(params["block12"], h, live.gate, spec, s)
+        checks = [(grads["block12"], through_params(params["block12"], h, state_of(2))),
+                  (grads["block34"], through_params(params["block34"], z1[-1], state_of(4)))]
+    else:  # the input of the chosen time step reaches the loss only through that step's solve: the library's
+        # gradient with respect to it is u_t^T d sweep / d input at that step's fixed point
+        t = int(tr["time_step"])
+        y = jnp.asarray(trainer.task.eval_set[1])[index]
+        lib = jax.grad(lambda xs: trainer.task.loss(trainer.model.apply(params, xs, live.gate, s)[0][None],
+                                                    y[None])[0])(x)[t]
+        hprev = jnp.zeros(spec.widths[-1])
+        for k in range(t):
+            hprev = solve_segment(params["seg"], jnp.concatenate([x[k], hprev]), live.gate, spec, s)[0][-1]
+        inp = jnp.concatenate([x[t], hprev])
+        z, _, _ = solve_segment(params["seg"], inp, live.gate, spec, s)
+        p = bound_holes(params["seg"], cfg.spectral_bound)
+        gb = jnp.asarray(live.gate, z[0].dtype)
+        ours = jax.vjp(lambda i: sweep(z, p, i, gb, spec, cfg.sweep), inp)[1](state_of(1))[0][: x.shape[-1]]
+        checks = [(lib, ours)]
+    for lib, ours in checks:
+        for a, b in zip(jax.tree.leaves(lib), jax.tree.leaves(ours)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-10)
+
+
+def test_the_arc_colour_is_the_sign_of_the_wormhole_weight():
+    from twnn_dashboard import teaching
+
+    trainer = trainer_for(TrainConfig(task="digits", hidden=8, batch_size=4))
+    layout = network_layout(trainer.model, trainer.task)
+    params = trainer.init(0).params
+    flipped = jax.tree.map(lambda a: a, params)
+    flipped["block12"]["holes"][0]["v"] = -params["block12"]["holes"][0]["v"]
+    values = np.linspace(-1, 1, layout.units)
+
+    def colours(p):
+        fig = network_figures.network_figure(layout, values, [0.5, 0.5], teaching.hole_norms(layout, p),
+                                             hole_balance=teaching.hole_balances(layout, p))
+        arcs = [t for t in fig["data"] if t.get("meta", {}).get("arc") is not None]
+        assert [a["line"]["color"] for a in arcs] == fig["layout"]["meta"]["arc_colors"]
+        return fig["layout"]["meta"]["arc_colors"], arcs
+
+    before, arcs = colours(params)
+    after, flipped_arcs = colours(flipped)
+    assert after[0] != before[0] and after[1] == before[1]  # only the flipped wormhole changes colour
+    b0 = teaching.hole_balances(layout, params)[0]
+    assert teaching.hole_balances(layout, flipped)[0] == pytest.approx(-b0)
+    assert ("+" if b0 > 0 else "-") in arcs[0]["text"][0].split("Σv / Σ|v| = ")[1][:1]
+    # all positive: orange, all negative: teal, cancelling: grey
+    assert network_figures.arc_color(network_figures.weight_balance(np.ones((3, 3)))) == network_figures.ARC_COLOR
+    assert network_figures.arc_color(network_figures.weight_balance(-np.ones((3, 3)))) == network_figures.ARC_NEG_COLOR
+    assert network_figures.arc_color(network_figures.weight_balance(np.array([1.0, -1.0]))) == \
+        network_figures.ARC_MID_COLOR

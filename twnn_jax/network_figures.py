@@ -2,7 +2,8 @@
 
 `network_figure` draws a `settle_trace.Layout`: columns of units (coloured by their value), faint forward
 connections, and each wormhole as an arc from the later layer back to the earlier one whose width and
-opacity are its gate (0 shut, 1 open). `settle_figure` draws a `settle_trace` timeline as a units x
+opacity are its gate (0 shut, 1 open) and whose colour is the sign of its weight (`weight_balance`).
+`settling_heatmap` draws a `settle_trace` timeline (forward, or the adjoint's backward one) as a units x
 iterations heatmap with the residual of each iteration above it. Numbers in, dicts out; no JAX.
 """
 
@@ -13,7 +14,9 @@ import numpy as np
 from .figures import _figure, _note
 from .settle_trace import Layout
 
-ARC_COLOR = "rgb(230,120,20)"
+ARC_COLOR = "rgb(230,120,20)"  # a wormhole whose weights are positive (they add the later layer's state)
+ARC_NEG_COLOR = "rgb(0,150,136)"  # ... negative (they subtract it); mixed weights: in between, through grey
+ARC_MID_COLOR = "rgb(150,150,150)"
 RECUR_COLOR = "rgb(120,120,120)"
 # negative blue, zero light grey, positive red (spelled out: plotly.js's "RdBu" and plotly.py's run opposite ways)
 COLORSCALE = [[0.0, "rgb(33,102,172)"], [0.25, "rgb(146,197,222)"], [0.5, "rgb(232,232,232)"],
@@ -41,6 +44,26 @@ def arc_width(gate: float) -> float:
     return ARC_MIN_WIDTH + (ARC_MAX_WIDTH - ARC_MIN_WIDTH) * float(np.clip(gate, 0.0, 1.0))
 
 
+def weight_balance(v) -> float:
+    """Sign of a wormhole's weight matrix in [-1, 1]: sum(V) / sum(|V|) (+1: every entry positive, -1: every
+    entry negative, 0: they cancel, or V is zero)."""
+    v = np.asarray(v, float)
+    total = float(np.sum(np.abs(v)))
+    return float(np.sum(v) / total) if total > 0 else 0.0
+
+
+def _rgb(text: str) -> np.ndarray:
+    return np.array([float(c) for c in text[4:-1].split(",")])
+
+
+def arc_color(balance: float) -> str:
+    """The arc's colour for a `weight_balance`: orange (+1) through grey (0) to teal (-1)."""
+    b = float(np.clip(balance, -1.0, 1.0)) if np.isfinite(balance) else 0.0
+    end = _rgb(ARC_COLOR if b >= 0 else ARC_NEG_COLOR)
+    c = _rgb(ARC_MID_COLOR) + abs(b) * (end - _rgb(ARC_MID_COLOR))
+    return "rgb({:.0f},{:.0f},{:.0f})".format(*c)
+
+
 def _arc(x0: float, x1: float, y: float, height: float, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """A quadratic Bezier from (x0, y) over the top to (x1, y)."""
     t = np.linspace(0.0, 1.0, n)
@@ -50,10 +73,12 @@ def _arc(x0: float, x1: float, y: float, height: float, n: int = 40) -> tuple[np
 
 
 def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gates=None, scale: float | None = None,
-                   title: str = "Network", subtitle: str = "") -> dict:
-    """The network: `values` (units,) every unit's value in layout order (NaN: not computed yet),
+                   title: str = "Network", subtitle: str = "", hole_balance=None, value_name: str = "value",
+                   pending: str = "not computed yet (its block has not started)") -> dict:
+    """The network: `values` (units,) every unit's value in layout order (NaN: `pending`, drawn grey),
     `gate_means` (n_wormholes,) each wormhole's mean gate (arc width and opacity), `hole_norms` its weight's
-    spectral norm, `sample_gates` the chosen sample's gates (hover). `scale`: the colour scale's half-range."""
+    spectral norm, `hole_balance` its `weight_balance` (arc colour; None: all positive), `sample_gates` the
+    chosen sample's gates (hover). `scale`: the colour scale's half-range; `value_name`: what the units show."""
     values = np.asarray(values, float)
     gate_means = np.asarray(gate_means, float).reshape(-1)
     scale = value_range(values) if scale is None else scale
@@ -76,7 +101,7 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
     bottom = 1.0 - top
     arc_top = top + 0.02 + max([(0.12 + 0.08 * abs(h.source - h.target)) / 2 for h in layout.wormholes] or [0.0])
     # wormholes: arcs over the top, from the later column back to the earlier one
-    widths = []
+    widths, colors = [], []
     for k, hole in enumerate(layout.wormholes):
         g = float(gate_means[hole.gate]) if gate_means.size else float("nan")
         g_draw = 0.0 if not np.isfinite(g) else g
@@ -84,17 +109,20 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         ax, ay = _arc(xs[hole.source], xs[hole.target], top + 0.02, 0.12 + 0.08 * span)
         name = f"{cols[hole.source].name} → {cols[hole.target].name}"
         sample = "" if sample_gates is None else f"<br>this sample's gate {float(sample_gates[hole.gate]):.3f}"
+        balance = 1.0 if hole_balance is None else float(hole_balance[k])
+        sign = "mostly positive" if balance > 0.2 else "mostly negative" if balance < -0.2 else "mixed"
         text = (f"wormhole {name}<br>mean gate {g:.3f} (0 shut, 1 open){sample}"
-                f"<br>‖V‖ = {float(hole_norms[k]):.3g}")
+                f"<br>‖V‖ = {float(hole_norms[k]):.3g}<br>weights {sign}: Σv / Σ|v| = {balance:+.2f}")
         widths.append(arc_width(g_draw))
+        colors.append(arc_color(balance))
         traces.append({"type": "scatter", "x": ax, "y": ay, "mode": "lines", "name": f"wormhole {name}",
-                       "line": {"color": ARC_COLOR, "width": widths[-1], "shape": "spline"},
+                       "line": {"color": colors[-1], "width": widths[-1], "shape": "spline"},
                        "opacity": 0.25 + 0.75 * float(np.clip(g_draw, 0, 1)), "hoverinfo": "text",
                        "text": [text] * len(ax), "showlegend": False, "meta": {"arc": k}})
         # the arrow head at the earlier layer
         traces.append({"type": "scatter", "x": [ax[-1]], "y": [ay[-1]], "mode": "markers", "hoverinfo": "skip",
                        "showlegend": False, "opacity": 0.25 + 0.75 * float(np.clip(g_draw, 0, 1)),
-                       "marker": {"symbol": "triangle-down", "size": 8 + widths[-1], "color": ARC_COLOR}})
+                       "marker": {"symbol": "triangle-down", "size": 8 + widths[-1], "color": colors[-1]}})
     if layout.recurrent:  # h_t goes to the next time step's input
         last_state = max(i for i, c in enumerate(cols) if c.role == "state")
         ax, ay = _arc(xs[last_state], xs[0], bottom - 0.22, -0.12)  # below the column labels
@@ -113,17 +141,17 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
                 ux.append(xs[c])
                 uy.append(ys[u])
                 uc.append(v)
-                ut.append(f"{label}<br>value {v:.4g}")
+                ut.append(f"{label}<br>{value_name} {v:.4g}")
             else:
                 px.append(xs[c])
                 py.append(ys[u])
-                pt.append(f"{label}<br>not computed yet (its block has not started)")
+                pt.append(f"{label}<br>{pending}")
     size = 9 if max(c.size for c in cols) <= 40 else 6
     traces.append({"type": "scatter", "x": ux, "y": uy, "mode": "markers", "hoverinfo": "text", "text": ut,
                    "name": "units", "showlegend": False,
                    "marker": {"size": size, "color": uc, "colorscale": COLORSCALE,
                               "cmin": -scale, "cmax": scale, "line": {"width": 0.5, "color": "rgba(80,80,80,0.6)"},
-                              "colorbar": {"title": {"text": "value"}, "thickness": 12, "len": 0.8}}})
+                              "colorbar": {"title": {"text": value_name}, "thickness": 12, "len": 0.8}}})
     if px:
         traces.append({"type": "scatter", "x": px, "y": py, "mode": "markers", "hoverinfo": "text", "text": pt,
                        "name": "not yet computed", "showlegend": False,
@@ -150,33 +178,43 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         "annotations": annotations, "shapes": shapes, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
         "title": {"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
     }
-    meta = {"kind": "network", "arcs": len(layout.wormholes), "arc_widths": widths,
+    meta = {"kind": "network", "arcs": len(layout.wormholes), "arc_widths": widths, "arc_colors": colors,
             "gate_means": [float(g) for g in gate_means], "units": layout.units,
             "unit_values": [None if not np.isfinite(v) else float(v) for v in values]}
     return _figure(traces, title, "", "", height=420, meta=meta, layout=lay)
 
 
-def heatmap_rows(layout: Layout) -> list[int]:
-    """The units the heatmap shows (those that change while settling: state and output columns)."""
+FORWARD_ROLES, BACKWARD_ROLES = ("state", "output"), ("state",)  # the columns each direction's heatmap shows
+
+
+def heatmap_rows(layout: Layout, roles=FORWARD_ROLES) -> list[int]:
+    """The units the heatmap shows: those that change while settling (forward: the state and output columns;
+    backward, `BACKWARD_ROLES`: the fixed-point layers, the only ones with an adjoint)."""
     rows = []
     for c, col in enumerate(layout.columns):
-        if col.role in ("state", "output"):
+        if col.role in roles:
             rows += list(range(layout.offsets[c], layout.offsets[c] + col.size))
     return rows
 
 
 def settling_heatmap(layout: Layout, values, residual, count: int, iteration: int, *, scale: float | None = None,
-                  title: str = "One input settling", subtitle: str = "") -> dict:
-    """Units x iterations: `values` (timeline, units) from `settle_trace`, the first `count + 1` columns
-    drawn; `residual` (timeline,) above it (log scale); a marker line at `iteration` (the slider)."""
+                     title: str = "One input settling", subtitle: str = "", direction: str = "forward") -> dict:
+    """Units x iterations: `values` (timeline, units) from `settle_trace` (`direction` "backward": its
+    `adjoint` entry), the first `count + 1` columns drawn; `residual` (timeline,) above it (log scale); a marker
+    line at `iteration` (the slider)."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be forward or backward, got {direction!r}")
+    backward = direction == "backward"
+    roles = BACKWARD_ROLES if backward else FORWARD_ROLES
+    value_name = "adjoint" if backward else "value"
     values = np.asarray(values, float)[: count + 1]
-    rows = heatmap_rows(layout)
+    rows = heatmap_rows(layout, roles)
     z = values[:, rows].T  # units x iterations
     scale = value_range(z) if scale is None else scale
     labels, ticks, ticktext, shapes = [], [], [], []
     row = 0
     for col in layout.columns:
-        if col.role not in ("state", "output"):
+        if col.role not in roles:
             continue
         labels += [f"{col.name}·{u + 1}" for u in range(col.size)]
         ticks.append(row + (col.size - 1) / 2)
@@ -189,8 +227,9 @@ def settling_heatmap(layout: Layout, values, residual, count: int, iteration: in
     traces = [{"type": "heatmap", "z": z, "x": iters, "y": np.arange(len(rows)), "colorscale": COLORSCALE,
                "zmin": -scale, "zmax": scale, "text": [labels[r:r + 1] * (count + 1)
                                                                              for r in range(len(rows))],
-               "hovertemplate": "%{text} after %{x} iterations: %{z:.4g}<extra></extra>",
-               "colorbar": {"title": {"text": "value"}, "thickness": 12, "len": 0.7, "y": 0.35}}]
+               "hovertemplate": "%{text} after %{x} " + ("backward " if backward else "") + "iterations: "
+               + value_name + " %{z:.4g}<extra></extra>",
+               "colorbar": {"title": {"text": value_name}, "thickness": 12, "len": 0.7, "y": 0.35}}]
     res = np.asarray(residual, float)[: count + 1]
     traces.append({"type": "scatter", "x": iters[1:], "y": np.where(res[1:] > 0, res[1:], np.nan),
                    "mode": "lines+markers", "name": "residual", "xaxis": "x", "yaxis": "y2", "showlegend": False,
@@ -201,15 +240,18 @@ def settling_heatmap(layout: Layout, values, residual, count: int, iteration: in
                    "line": {"color": "rgba(0,0,0,0.8)", "width": 2, "dash": "dot"}})
     n_rows = len(rows)
     lay = {
-        "xaxis": {"title": {"text": "iteration (0: the start, state zero)"}, "range": [-0.5, count + 0.5]},
+        "xaxis": {"title": {"text": "backward iteration (0: the start, the loss's gradient)" if backward
+                            else "iteration (0: the start, state zero)"}, "range": [-0.5, count + 0.5]},
         "yaxis": {"domain": [0.0, 0.74], "tickvals": ticks, "ticktext": ticktext, "autorange": "reversed",
                   "range": None},
-        "yaxis2": {"domain": [0.8, 1.0], "type": "log", "title": {"text": "residual"}, "anchor": "x"},
+        "yaxis2": {"domain": [0.8, 1.0], "type": "log", "anchor": "x",
+                   "title": {"text": "residual / ‖g‖" if backward else "residual"}},
         "shapes": shapes,
         "title": {"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
         "margin": {"t": 70},
     }
-    meta = {"kind": "settle", "units": n_rows, "iterations": count + 1, "count": count, "iteration": iteration}
+    meta = {"kind": "settle", "units": n_rows, "iterations": count + 1, "count": count, "iteration": iteration,
+            "direction": direction}
     fig = _figure(traces, title, "iteration", "", height=max(380, min(700, 160 + 2 * n_rows)), meta=meta, layout=lay)
     if count < 1:
         fig["layout"]["annotations"] = [_note("no iterations recorded")]

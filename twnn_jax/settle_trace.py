@@ -16,6 +16,10 @@ NaN until B1, B2 have settled); for `wormhole_rnn` the timeline is one time step
 unless `time_step` is given). The iteration replays the solver's own update (`_iterate.iterate`), and
 the statistics come from `iterate` itself; tests check that both end at the same state and count.
 `index` and the live values are traced: another sample, tol or gate bias never recompiles.
+
+`trace["adjoint"]` is the backward view of the same sample (`ADJOINT`): the adjoint solve `u = g + J^T u`
+that `fix` runs for the gradient of this sample's loss (g: the loss's cotangent on the fixed point, through
+every later block or time step), replayed the same way, unit by unit, with its count and residuals.
 """
 
 from __future__ import annotations
@@ -162,7 +166,7 @@ def trace_iterate(step, x0, *, tol, max_iter, solver: str = "plain", damping=0.5
 def _segment_trace(seg_params, x, gate_bias, spec: SegmentSpec, cfg: TrainConfig, live: LiveControls, capacity):
     """One segment's solve (as `solve_segment` runs it), recorded: (states (capacity+1, units) per layer,
     gates (capacity+1, n_holes), residuals, stats, the solve's fixed point)."""
-    dtype = x.dtype
+    dtype = jnp.result_type(x, *jax.tree.leaves(seg_params))  # as solve_segment
     p = bound_holes(seg_params, cfg.spectral_bound)
     gb = jnp.asarray(gate_bias, dtype)
     z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths)
@@ -171,6 +175,23 @@ def _segment_trace(seg_params, x, gate_bias, spec: SegmentSpec, cfg: TrainConfig
                                                     solver=cfg.solver, damping=live.damping, capacity=capacity)
     g = jax.vmap(lambda z: gates(p, spec, z, gb))(states)
     return states, g, residuals, stats, fixed
+
+
+def _adjoint_trace(seg_params, x, gate_bias, spec: SegmentSpec, cfg: TrainConfig, live: LiveControls, fixed, rhs,
+                   capacity):
+    """One segment's adjoint solve (as `fix` runs it for the gradient), recorded: `u = rhs + J^T u` at the fixed
+    point `fixed`, started from `rhs` (the loss's cotangent on the fixed point), with the tolerance `bwd_tol`
+    relative to ||rhs||. Returns (states, residuals relative to ||rhs||, stats, the adjoint)."""
+    dtype = jnp.result_type(x, *jax.tree.leaves(seg_params))  # as solve_segment
+    p = bound_holes(seg_params, cfg.spectral_bound)
+    gb = jnp.asarray(gate_bias, dtype)
+    _, vjp_z = jax.vjp(lambda z: sweep(z, p, x, gb, spec, cfg.sweep), fixed)
+    step = lambda u: jax.tree.map(jnp.add, rhs, vjp_z(u)[0])  # noqa: E731 - the map fix's adjoint solve iterates
+    scale = jnp.maximum(tree_norm(rhs, "max"), jnp.finfo(dtype).tiny)
+    states, residuals, stats, u = trace_iterate(step, rhs, tol=live.bwd_tol.astype(dtype) * scale,
+                                                max_iter=live.max_iter, solver=cfg.solver, damping=live.damping,
+                                                capacity=capacity)
+    return states, residuals / scale, stats._replace(residual=stats.residual / scale), u
 
 
 def _dense(p, x):
@@ -203,22 +224,33 @@ def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY)
     Returns plain arrays: `values` (timeline, units) in `network_layout` order, `gates` (timeline,
     n_wormholes), `residual` (timeline,), `count` (the timeline's last valid index: iterations recorded),
     `iters` (the solves' real iteration count), `converged`, `output` (the model's output at the fixed point),
-    `time_step` and `step_iters` (per time step: wormhole_rnn; else one entry)."""
+    `time_step` and `step_iters` (per time step: wormhole_rnn; else one entry), and `adjoint`: the backward
+    (adjoint) solve of the same solve(s) for this sample's loss, on a timeline of its own (see `ADJOINT`)."""
     layout = network_layout(model, task)
     spec = model.spec
+    first_state = min(c for c, col in enumerate(layout.columns) if col.role == "state")
+    lead_units = layout.offsets[first_state]
 
     def flat(states):
         return jnp.concatenate(states, -1)
 
+    def zeros_like(tree):
+        return jax.tree.map(jnp.zeros_like, tree)
+
     def settle(params, live: LiveControls, index, time_step=-1):
         x = jnp.asarray(task.eval_set[0])[index]
+        y = jnp.asarray(task.eval_set[1])[index]
         gb = live.gate
+        s = solve_settings(cfg, live)
         head = (lambda z: z[:0]) if model.kind == "small" else (lambda z: _dense(params["head"], z))  # noqa: E731
+
+        def sample_loss(out):
+            return task.loss(out[None], y[None])[0]
+
         chosen = jnp.int32(0)
         if model.kind in ("small", "wormhole", "wormhole_rnn"):
             inp = x
             if model.kind == "wormhole_rnn":  # every time step's solve (as the model runs them); trace one
-                s = solve_settings(cfg, live)
 
                 def one(hprev, x_t):
                     state, st, _ = solve_segment(params["seg"], jnp.concatenate([x_t, hprev]), gb, spec, s)
@@ -231,9 +263,26 @@ def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY)
             if model.kind != "wormhole_rnn":
                 output = fixed[-1] if model.kind == "small" else head(fixed[-1])
                 step_iters, step_conv = st.iters[None], st.converged[None]
+                readout = (lambda z: z[-1]) if model.kind == "small" else (lambda z: head(z[-1]))  # noqa: E731
+                rhs = jax.grad(lambda z: sample_loss(readout(z)))(fixed)
+            else:  # the loss's cotangent on the chosen step's fixed point, through every later time step
+
+                def later(e):
+                    def one_e(hprev, xt):
+                        x_t, t = xt
+                        state, _, _ = solve_segment(params["seg"], jnp.concatenate([x_t, hprev]), gb, spec, s)
+                        h = state[-1] + jnp.where(t == chosen, e, jnp.zeros_like(e))
+                        return h, head(h)
+
+                    _, outs = lax.scan(one_e, jnp.zeros(spec.widths[-1], x.dtype), (x, jnp.arange(x.shape[0])))
+                    return sample_loss(outs)
+
+                rhs = (*zeros_like(fixed[:-1]), jax.grad(later)(jnp.zeros_like(fixed[-1])))
             solves = [(jnp.concatenate([flat(states), jax.vmap(head)(states[-1])], 1), g, res,
                        jnp.minimum(st.iters, capacity))]
             lead = inp
+            a_states, a_res, a_st, a_u = _adjoint_trace(params["seg"], inp, gb, spec, cfg, live, fixed, rhs, capacity)
+            adjoint_solves = [(flat(a_states), a_res, a_st, flat(a_u))]
         else:  # resnet_fp: the two blocks one after the other, the second from the first's fixed point
             h = jnp.tanh(_dense(params["embed"], x))
             s1, g1, r1, st1, fixed1 = _segment_trace(params["block12"], h, gb, spec, cfg, live, capacity)
@@ -244,14 +293,57 @@ def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY)
             solves = [(flat(s1), g1, r1, jnp.minimum(st1.iters, capacity)),
                       (tail, g2, r2, jnp.minimum(st2.iters, capacity))]
             lead = jnp.concatenate([x, h])
+
+            def after(e1, e2):  # the loss from perturbed fixed points; block 2 re-solved as the model does
+                z2, _, _ = solve_segment(params["block34"], fixed1[-1] + e1[-1], gb, spec, s)
+                return sample_loss(head(z2[-1] + e2[-1]))
+
+            rhs1, rhs2 = jax.grad(after, argnums=(0, 1))(zeros_like(fixed1), zeros_like(fixed2))
+            # backward: block 2 (B3, B4) first, then block 1 from the cotangent block 2 hands back
+            a2, ar2, ast2, au2 = _adjoint_trace(params["block34"], fixed1[-1], gb, spec, cfg, live, fixed2, rhs2,
+                                              capacity)
+            a1, ar1, ast1, au1 = _adjoint_trace(params["block12"], h, gb, spec, cfg, live, fixed1, rhs1, capacity)
+            adjoint_solves = [(flat(a2), ar2, ast2, flat(au2)), (flat(a1), ar1, ast1, flat(au1))]
         vals, gts, residual, count = _timeline(solves, capacity)
         values = jnp.concatenate([jnp.broadcast_to(lead, (vals.shape[0], lead.shape[0])), vals], 1)
         assert values.shape[1] == layout.units, (values.shape, layout.units)
         return {"values": values, "gates": gts, "residual": residual, "count": count, "iters": jnp.sum(step_iters),
                 "converged": jnp.all(step_conv), "output": output, "time_step": jnp.asarray(chosen, jnp.int32),
-                "step_iters": step_iters, "index": jnp.asarray(index, jnp.int32)}
+                "step_iters": step_iters, "index": jnp.asarray(index, jnp.int32),
+                "adjoint": _adjoint_timeline(adjoint_solves, layout, lead_units, capacity)}
 
     return settle
+
+
+ADJOINT = """The `adjoint` entry of a trace: `values` (timeline, units) the adjoint state of every fixed-point unit
+(NaN for the other columns, and for a block whose backward solve has not started), `residual` (timeline,) relative
+to the size of the solve's right-hand side (as `bwd_tol` is), `count`, `iters` (the real iteration count, summed
+over the solves), `converged`, `solve_iters` (per solve, in backward order: resnet_fp's block 2 first) and
+`final` (units,) the adjoint each solve ends at (the real solve's, not capped by the capacity), in layout
+order (NaN outside the fixed-point columns)."""
+
+
+def _adjoint_timeline(solves, layout: Layout, lead_units: int, capacity: int) -> dict:
+    """The adjoint solves (backward order) on one timeline, their units put back in layout order."""
+    empty = jnp.zeros((capacity + 1, 0))
+    vals, _, residual, count = _timeline([(v, empty, r, jnp.minimum(st.iters, capacity)) for v, r, st, _ in solves],
+                                         capacity)
+    widths = [v.shape[1] for v, _, _, _ in solves]
+    finals = [u for _, _, _, u in solves]
+    bounds = np.cumsum([0] + widths)
+    order = list(range(len(solves)))[::-1] if len(solves) > 1 else [0]  # backward order -> layout order
+    vals = jnp.concatenate([vals[:, bounds[i]:bounds[i + 1]] for i in order], 1)
+    final = jnp.concatenate([finals[i] for i in order])
+    tail = layout.units - lead_units - vals.shape[1]
+
+    def pad(a):
+        nan = functools.partial(jnp.full, fill_value=jnp.nan, dtype=a.dtype)
+        return jnp.concatenate([nan(a.shape[:-1] + (lead_units,)), a, nan(a.shape[:-1] + (tail,))], -1)
+
+    return {"values": pad(vals), "residual": residual, "count": count,
+            "iters": sum(st.iters for _, _, st, _ in solves),
+            "converged": jnp.all(jnp.stack([st.converged for _, _, st, _ in solves])),
+            "solve_iters": jnp.stack([st.iters for _, _, st, _ in solves]), "final": pad(final)}
 
 
 # ----------------------------------------------------------------------------------------------
