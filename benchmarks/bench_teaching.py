@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import logging
 import os
 import statistics
 import sys
@@ -37,12 +36,11 @@ from twnn_dashboard.cpu_threads import start_jax_on_one_core
 
 start_jax_on_one_core()  # as the dashboard does
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from twnn_dashboard import controls, panels, teaching  # noqa: E402
 from twnn_dashboard.session import Runner, make_config, stop_all  # noqa: E402
-from twnn_jax.bench import device_info  # noqa: E402
+from twnn_jax.bench import device_info, logged_compilations  # noqa: E402
 from twnn_jax.settle_trace import settle_for  # noqa: E402
 
 
@@ -76,31 +74,14 @@ def first_screen(task: str, seconds: float) -> dict:
     return {"task": task, "live": runner.live_values, "per_second": rows}
 
 
-class _CompileCounter(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        msg = record.getMessage()
-        if "Compiling" in msg or "compiling" in msg.split(" ")[0:1]:
-            self.messages.append(msg.splitlines()[0][:160])
-
-
 def compilations(task: str) -> dict:
     runner = page_runner(task)
     runner.step(2)
     teaching.build(runner, runner.snapshot()["params"])  # warm: the trace and the evaluation at these values
     fn = settle_for(runner.config)
     before = (fn._cache_size(), runner.trainer.evaluate._cache_size())
-    handler = _CompileCounter()
-    jax_logger = logging.getLogger("jax")
-    jax_logger.addHandler(handler)
-    old = jax_logger.level
-    jax_logger.setLevel(logging.DEBUG)
-    jax.config.update("jax_log_compiles", True)
     drawn = 0
-    try:
+    with logged_compilations() as compiled:
         n = len(runner.evaluate()["fwd_iters"])
         picks = ["slowest", "fastest", *range(0, n, max(1, n // 6))]
         steps = ["slowest", 0, 3] if runner.trainer.task.sequence else ["slowest"]
@@ -114,17 +95,13 @@ def compilations(task: str) -> dict:
                             teaching.build(runner, runner.snapshot()["params"], pick, k, t, direction)
                             drawn += 1
             runner.step(1)
-    finally:
-        jax.config.update("jax_log_compiles", False)
-        jax_logger.removeHandler(handler)
-        jax_logger.setLevel(old)
     after = (fn._cache_size(), runner.trainer.evaluate._cache_size())
     runner.close()
     return {"task": task, "views_drawn": drawn, "directions": list(teaching.DIRECTIONS),
             "jit_cache_before": {"settle": before[0], "evaluate": before[1]},
             "jit_cache_after": {"settle": after[0], "evaluate": after[1]},
             "new_compilations": (after[0] - before[0]) + (after[1] - before[1]),
-            "compile_log_lines": len(handler.messages), "compile_log_sample": handler.messages[:5]}
+            "compile_log_lines": len(compiled), "compile_log_sample": compiled[:5]}
 
 
 def _window(runner: Runner, seconds: float, redraw: float, views: bool) -> float:
