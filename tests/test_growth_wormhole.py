@@ -44,21 +44,20 @@ def test_masked_units_stay_zero_and_get_no_gradient(name):
     moved = jax.tree.map(lambda a, m: (a + 0.3) * m, params, wg.unit_mask(params, model.spec))
     params = {**moved, "seg": {**moved["seg"], "active": params["seg"]["active"]}}
     live = live_controls(cfg, gate=1.0)
-    x, y = trainer.task.sample(jax.random.PRNGKey(1), 4)
+    x, y = trainer.task.sample(jax.random.PRNGKey(1), 3)
     off = np.asarray(_pattern(cfg.hidden)) == 0
     settings = solve_settings(cfg, live)
-    for xi in x:
-        z, stats, _ = model.solve(params, xi, live.gate, settings)
-        assert bool(stats.converged)
-        for i in layers:
-            assert np.all(np.asarray(z[i])[off] == 0.0)  # exactly 0, not small
-            assert np.any(np.asarray(z[i])[~off] != 0.0)
+    z, stats, _ = jax.jit(jax.vmap(lambda xi: model.solve(params, xi, live.gate, settings)))(x)
+    assert bool(jnp.all(stats.converged))
+    for i in layers:
+        assert np.all(np.asarray(z[i])[:, off] == 0.0)  # exactly 0, not small
+        assert np.all(np.any(np.asarray(z[i])[:, ~off] != 0.0, axis=1))
 
     def loss(p):
-        out, _, _ = jax.vmap(lambda xi, pi: model.apply(p, xi, live.gate, settings, pi))(x, backward_probe((4,), 0))
+        out, _, _ = jax.vmap(lambda xi, pi: model.apply(p, xi, live.gate, settings, pi))(x, backward_probe((3,), 0))
         return trainer.task.loss(out, y)[0]
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     mask = wg.unit_mask(params, model.spec)
     leaked = jax.tree.map(lambda g, m: float(jnp.max(jnp.abs(g * (1 - m)), initial=0.0)), grads, mask)
     assert max(jax.tree.leaves(leaked)) == 0.0, leaked
@@ -151,3 +150,28 @@ def test_cli_train_sine_with_growth_and_resume(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(out), "--steps", "10", "--quiet"]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 310 and all("size" in r for r in rows)
+
+
+@pytest.mark.e2e
+def test_experiment_growth_wormhole_part_quick(tmp_path, capsys):
+    from twnn_jax import cli
+    from twnn_jax.experiments.growth_wormhole import FIXED_SIZES, QUICK
+
+    assert cli.main(["experiment", "growth", "--part", "wormhole", "--quick", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "experiment" / "growth"
+    results = json.loads((folder / "results.json").read_text())
+    part = results["wormhole"]
+    assert set(part["verdicts"]) == {"size_follows_difficulty", "grown_beats_fixed"}
+    assert all(isinstance(v["holds"], bool) for v in part["verdicts"].values())
+    s = part["summary"]
+    assert set(s) == {"sine-1", "sine-2", "sine-3"}
+    for n in FIXED_SIZES:
+        assert s["sine-2"][f"fixed-{n}"]["final_size"]["values"] == [n] * QUICK["seeds"]  # the rule off
+    grown = s["sine-3"]["grown"]["final_size"]["values"]
+    assert all(1 <= x <= 3 for x in grown)  # 40 steps from one unit: at most a few added
+    assert all(np.isfinite(e["eval_mse"]["mean"]) for task in s.values() for e in task.values())
+    assert part["meta"]["code"] is not None and "summary" not in results  # the brackets part was not run
+    text = (folder / "RESULTS.md").read_text()
+    assert "## Growth for wormhole networks" in text and "| sine-3 | grown |" in text
+    assert cli.main(["experiment", "paper", "--part", "wormhole", "--out", str(tmp_path)]) == 2
+    assert "--part is for the growth experiment" in capsys.readouterr().err
