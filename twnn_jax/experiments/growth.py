@@ -171,7 +171,8 @@ def figures(results: dict) -> dict:
     return {"growth_size": size, "growth_final_loss": loss, "growth_loss_curves": curves}
 
 
-def write_figures(results: dict, folder: Path) -> dict:
+def write_figures(results: dict, folder: Path, figs: dict | None = None) -> dict:
+    """Each figure of `figs` (default: the brackets part's) as `folder/NAME.html`."""
     import plotly.io as pio
     import plotly.offline
 
@@ -180,7 +181,7 @@ def write_figures(results: dict, folder: Path) -> dict:
     if not bundle.is_file() or bundle.read_bytes() != script:
         write_atomic(bundle, script)
     written = {}
-    for name, fig in figures(results).items():
+    for name, fig in (figures(results) if figs is None else figs).items():
         html = folder / f"{name}.html"
         write_atomic(html, pio.to_html(fig, include_plotlyjs="../plotly.min.js", full_html=True).encode("utf-8"))
         written[name] = {"html": html.name}
@@ -250,7 +251,7 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, 
         results = {**_run_brackets(folder, quick, seeds), **({"wormhole": results["wormhole"]}
                                                               if "wormhole" in results else {})}
     if part in (None, "wormhole"):
-        results["wormhole"] = _run_wormhole(quick, seeds)
+        results["wormhole"] = _run_wormhole(folder, quick, seeds)
     text = dumps_strict(results, indent=1)
     results = json.loads(text)
     write_atomic(folder / "results.json", text.encode("utf-8"))
@@ -273,13 +274,14 @@ def _meta(quick: bool) -> dict:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "load_start": load()}
 
 
-def _run_wormhole(quick: bool, seeds: int | None) -> dict:
-    from .growth_wormhole import run_part
+def _run_wormhole(folder: Path, quick: bool, seeds: int | None) -> dict:
+    from .growth_wormhole import run_part, size_figure
 
     t0 = time.perf_counter()
     meta = _meta(quick)
     part = run_part(quick, seeds)
     meta.update(wall_s=time.perf_counter() - t0, load_end=load())
+    part["figures"] = write_figures({}, folder, {"growth_wormhole_size": size_figure(part)})
     return {"meta": meta, **part}
 
 
