@@ -200,7 +200,7 @@ def test_cli_train_brackets_with_growth_and_resume(tmp_path, capsys):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("argv, names", [
-    (["--task", "sine", "--grow", "on"], "--grow"),
+    (["--task", "digits", "--grow", "on"], "--grow"),
     (["--task", "brackets-easy", "--grow", "maybe"], "grow must be one of off, on"),
     (["--task", "brackets-hard", "--model", "gru"], "--model"),
 ])

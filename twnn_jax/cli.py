@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
     exp.add_argument("--seeds", type=_count_type("seeds", 1, 1000), default=None, help="number of seeds")
+    exp.add_argument("--part", choices=["brackets", "wormhole"], default=None,
+                     help="growth only: run this part alone, keeping the other's earlier results")
     exp.add_argument("--check", action="store_true",
                      help="run nothing: say whether OUT/experiment/results.json is current (exit 1 if code changed)")
 
@@ -190,10 +192,13 @@ def _experiment(args) -> int:
         current, line = check_results(folder, name=args.name)
         print(f"experiment {args.name}: {line}")
         return 0 if current else 1
+    if args.part is not None and args.name != "growth":
+        print(f"twnn experiment: error: --part is for the growth experiment, not {args.name}", file=sys.stderr)
+        return 2
     if args.name == "growth":
         from .experiments.growth import run_growth
 
-        run_growth(args.out, quick=args.quick, seeds=args.seeds)
+        run_growth(args.out, quick=args.quick, seeds=args.seeds, part=args.part)
         print(f"experiment growth: results in {folder}")
         return 0
     if args.name == "longrange":

@@ -141,11 +141,17 @@ def sequence_loss(weights: dict, active, h0, inputs, targets):
     return jnp.sum(losses), (h, jnp.sum(correct))
 
 
+def unit_scores(readout_l1, recurrent_l1, active) -> jax.Array:
+    """The score of every slot from the L1 norms of its outgoing read-out and recurrent weights:
+    0.5 (readout_l1 + 4 recurrent_l1 / N), N the number of active slots; 0 for inactive slots."""
+    n = jnp.maximum(jnp.sum(active), 1.0)
+    s = 0.5 * (readout_l1 + 4.0 * recurrent_l1 / n)
+    return s * active
+
+
 def scores(params: dict) -> jax.Array:
     """Per slot: 0.5 (L1 of its read-out column + 4 L1 of its recurrent column / N); 0 for inactive slots."""
-    n = jnp.maximum(jnp.sum(params["active"]), 1.0)
-    s = 0.5 * (jnp.sum(jnp.abs(params["Why"]), 0) + 4.0 * jnp.sum(jnp.abs(params["Whh"]), 0) / n)
-    return s * params["active"]
+    return unit_scores(jnp.sum(jnp.abs(params["Why"]), 0), jnp.sum(jnp.abs(params["Whh"]), 0), params["active"])
 
 
 class Resize(NamedTuple):
@@ -156,9 +162,13 @@ class Resize(NamedTuple):
 
 def resize_decision(key, params: dict) -> Resize:
     """The stochastic add/delete rule (pure): which slots to delete and whether to add one, and where."""
-    active = params["active"] > 0
+    return decide(key, params["active"] > 0, scores(params))
+
+
+def decide(key, active, s) -> Resize:
+    """The stochastic add/delete rule for one group of slots, given which are active (bool) and their
+    scores `s`: which slots to delete and whether to add one, and where (the first free slot)."""
     max_size = active.shape[0]
-    s = scores(params)
     sub = active & (s <= THRESHOLD)
     k_keep, k_del, k_add, k_spont = jax.random.split(key, 4)
     # keep MARGIN sub-threshold neurons at random: the MARGIN smallest of a random priority among them
@@ -286,7 +296,7 @@ def build_growth_trainer(cfg):
     L1, ...): the solver settings and `lr` of TrainConfig do not (the net has no fixed point)."""
     from .models import Model
     from .tasks.brackets import brackets_task
-    from .train import STEPS_PER_CALL, SUMMARY_KEYS, Trainer, TrainState
+    from .train import SUMMARY_KEYS, Trainer, TrainState, run_steps_of
 
     kind = cfg.task.split("-", 1)[1]
     task = brackets_task(kind)
@@ -314,23 +324,7 @@ def build_growth_trainer(cfg):
                    "size": m["size"], "added": m["added"].astype(jnp.int32), "deleted": m["deleted"]}
         return from_growth(g), metrics
 
-    row_keys = [k for k in SUMMARY_KEYS if k != "gate_mean"] + ["size", "added", "deleted"]
-
-    def run(state: TrainState, live, n, stop_below):
-        _, shapes = jax.eval_shape(step, state, live)
-        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in row_keys if k in shapes}
-        last = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-        n = jnp.clip(jnp.asarray(n, jnp.int32), 0, STEPS_PER_CALL)
-
-        def body(carry):
-            i, state, rows, _, _ = carry
-            state, metrics = step(state, live)
-            rows = {k: rows[k].at[i].set(metrics[k]) for k in rows}
-            return i + 1, state, rows, metrics, metrics["loss"] <= stop_below
-
-        count, state, rows, last, _ = jax.lax.while_loop(
-            lambda c: (c[0] < n) & ~c[4], body, (jnp.int32(0), state, rows, last, False))
-        return state, {"count": count, "rows": rows, "last": last}
+    row_keys = tuple(k for k in SUMMARY_KEYS if k != "gate_mean") + ("size", "added", "deleted")
 
     def evaluate_fn(params, live):
         loss, acc = evaluate(params, kind)
@@ -339,11 +333,6 @@ def build_growth_trainer(cfg):
                 "fwd_iters": jnp.zeros((1,), jnp.int32), "fwd_residual": 0 * one, "fwd_converged": one > 0,
                 "gates": jnp.zeros((1, 0)), "output": jnp.zeros((1, N_SYMBOLS)), "size": jnp.sum(params["active"])}
 
-    run_jit = jax.jit(run)
-
-    def run_steps(state, live, n: int, stop_below: float = -float("inf")):
-        return run_jit(state, live, np.int32(n), np.float32(stop_below))
-
-    run_steps._cache_size = run_jit._cache_size
     model = Model(kind="growing_rnn" if grow else "tanh_rnn", init=init, apply=None, n_wormholes=0, uses_fix=False)
-    return Trainer(cfg, task, model, init, jax.jit(step), run_steps, jax.jit(evaluate_fn), None, None)
+    return Trainer(cfg, task, model, init, jax.jit(step), run_steps_of(step, row_keys), jax.jit(evaluate_fn),
+                   None, None)

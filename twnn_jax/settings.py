@@ -32,9 +32,10 @@ import numpy as np
 
 from ._fix import GRAD_MODES
 from ._iterate import SOLVERS
-from .models import MODEL_KINDS
+from .models import DEFAULT_MODEL, MODEL_KINDS
 from .tasks import TASKS
 from .wormhole import SWEEPS
+from .wormhole_growth import GROWABLE_MODELS
 
 ECHO_LIMIT = 60  # characters of a rejected value shown back in a message
 
@@ -144,8 +145,9 @@ DECLARATION: tuple[Setting, ...] = (
             choices=("surrogate",), optional=True, none_means="start from zeros", dashboard=True),
     Setting("surrogate_hidden", int, 64, "Hidden width of the two-layer surrogate of the fixed point (warm starts, "
             "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
-    Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN): on, start from one neuron and add and delete "
-            "neurons by the paper's rule, up to `hidden`; off, a fixed net of `hidden` neurons.", "Grow",
+    Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN), and the models small (sine's) and wormhole: on, "
+            "start from one neuron (per hidden layer) and add and delete neurons by the paper's rule, up to `hidden`; "
+            "off, a fixed net of `hidden` neurons.", "Grow",
             choices=("off", "on")),
 )
 
@@ -284,9 +286,11 @@ def check_config(cfg) -> None:
     """Raise ValueError naming the first setting of `cfg` that is not allowed."""
     for s in DECLARATION:
         check_value(s.name, getattr(cfg, s.name))
-    if cfg.grow == "on" and not cfg.task.startswith("brackets"):
-        raise ValueError(f"grow must be off for the {cfg.task} task; growth (seed 003) is for brackets-easy and "
-                         "brackets-hard")
+    if cfg.grow == "on" and not cfg.task.startswith("brackets") and \
+            (cfg.model or DEFAULT_MODEL[cfg.task]) not in GROWABLE_MODELS:
+        raise ValueError(f"grow must be off for the {cfg.task} task with model {cfg.model or DEFAULT_MODEL[cfg.task]}; "
+                         f"growth (seed 003) is for brackets-easy, brackets-hard and the models "
+                         f"{', '.join(GROWABLE_MODELS)} (sine's own)")
     if cfg.task.startswith("brackets") and cfg.model is not None:
         raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
     if cfg.task == "adding" and cfg.seq_len < 2:

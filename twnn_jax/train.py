@@ -225,29 +225,6 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
             metrics["bwd_trajectory"] = bst.trajectory
         return new_state, metrics
 
-    def run(state: TrainState, live: LiveControls, n, stop_below):
-        """`n` steps (at most STEPS_PER_CALL) in one compiled loop, or fewer: it stops after the first step
-        whose loss is <= `stop_below` (-inf: never). Returns the state and {"count": steps taken, "rows":
-        each summary key stacked over the steps (the first `count` entries are valid), "last": the last
-        step's full metrics}."""
-        _, shapes = jax.eval_shape(step, state, live)
-        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in SUMMARY_KEYS if k in shapes}
-        last = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-        n = jnp.clip(jnp.asarray(n, jnp.int32), 0, STEPS_PER_CALL)
-
-        def cond(carry):
-            i, _, _, _, reached = carry
-            return (i < n) & ~reached
-
-        def body(carry):
-            i, state, rows, _, _ = carry
-            state, metrics = step(state, live)
-            rows = {k: rows[k].at[i].set(metrics[k]) for k in rows}
-            return i + 1, state, rows, metrics, metrics["loss"] <= stop_below
-
-        count, state, rows, last, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), state, rows, last, False))
-        return state, {"count": count, "rows": rows, "last": last}
-
     def evaluate(params, live: LiveControls):
         x, y = task.eval_set
         probe = backward_probe((x.shape[0],), 0)
@@ -282,6 +259,49 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
 
         contraction = jax.jit(contraction)
 
+    init_jit = jax.jit(init)  # one compilation (cached on disk) instead of a dispatch per operation
+
+    def init_state(seed) -> TrainState:
+        return init_jit(jnp.asarray(seed, jnp.int32))  # a fixed dtype: every seed shares the one compilation
+
+    init_state.__doc__ = init.__doc__
+    init_state._cache_size = init_jit._cache_size
+    trainer = Trainer(cfg, task, model, init_state, jax.jit(step), run_steps_of(step), jax.jit(evaluate), generate,
+                      contraction)
+    if cfg.grow == "on":  # units of the wormhole net added and deleted by seed 003's rule
+        from .wormhole_growth import growing_trainer
+
+        return growing_trainer(trainer)
+    return trainer
+
+
+def run_steps_of(step: Callable, row_keys: tuple[str, ...] = SUMMARY_KEYS) -> Callable:
+    """`Trainer.run` for the step function `step(state, live) -> (state, metrics)`: a jitted
+    `run_steps(state, live, n, stop_below=-inf)`, its rows the metrics `row_keys` that the step has."""
+
+    def run(state: TrainState, live: LiveControls, n, stop_below):
+        """`n` steps (at most STEPS_PER_CALL) in one compiled loop, or fewer: it stops after the first step
+        whose loss is <= `stop_below` (-inf: never). Returns the state and {"count": steps taken, "rows":
+        each summary key stacked over the steps (the first `count` entries are valid), "last": the last
+        step's full metrics}."""
+        _, shapes = jax.eval_shape(step, state, live)
+        rows = {k: jnp.zeros((STEPS_PER_CALL,), shapes[k].dtype) for k in row_keys if k in shapes}
+        last = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        n = jnp.clip(jnp.asarray(n, jnp.int32), 0, STEPS_PER_CALL)
+
+        def cond(carry):
+            i, _, _, _, reached = carry
+            return (i < n) & ~reached
+
+        def body(carry):
+            i, state, rows, _, _ = carry
+            state, metrics = step(state, live)
+            rows = {k: rows[k].at[i].set(metrics[k]) for k in rows}
+            return i + 1, state, rows, metrics, metrics["loss"] <= stop_below
+
+        count, state, rows, last, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), state, rows, last, False))
+        return state, {"count": count, "rows": rows, "last": last}
+
     run_jit = jax.jit(run)
 
     def run_steps(state: TrainState, live: LiveControls, n: int, stop_below: float = -math.inf):
@@ -290,15 +310,7 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
 
     run_steps.__doc__ = run.__doc__
     run_steps._cache_size = run_jit._cache_size  # what the no-recompilation checks read
-
-    init_jit = jax.jit(init)  # one compilation (cached on disk) instead of a dispatch per operation
-
-    def init_state(seed) -> TrainState:
-        return init_jit(jnp.asarray(seed, jnp.int32))  # a fixed dtype: every seed shares the one compilation
-
-    init_state.__doc__ = init.__doc__
-    init_state._cache_size = init_jit._cache_size
-    return Trainer(cfg, task, model, init_state, jax.jit(step), run_steps, jax.jit(evaluate), generate, contraction)
+    return run_steps
 
 
 @functools.lru_cache(maxsize=16)

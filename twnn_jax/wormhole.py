@@ -6,7 +6,9 @@ through a gate `sigmoid(q . h_j + d + gate_bias)`: `d`, `q` are learned, `gate_b
 live control. Gates shut (very negative bias): the sweep is an ordinary feed-forward pass and the
 state settles in one sweep plus the check. Gates open: the net "thinks longer".
 
-Everything here is for one sample; vmap over a batch for per-sample iteration counts.
+Everything here is for one sample; vmap over a batch for per-sample iteration counts. A segment whose
+params carry `active` (one 0/1 array per layer, twnn_jax.wormhole_growth) multiplies each layer's
+activation by it: its inactive units are 0 in every state, so they take no part and get no gradient.
 """
 
 from __future__ import annotations
@@ -103,6 +105,16 @@ def bound_holes(params, bound):
     return {**params, "holes": [{**h, "v": bounded(h["v"], bound)} for h in params["holes"]]}
 
 
+def _masked_holes(params, spec: SegmentSpec):
+    """A growing segment's wormhole weights times its active masks: no gradient reaches an inactive unit's
+    wormhole weights, not even through the spectral norm of `bounded` (its singular vectors are ~1e-17 there)."""
+    if "active" not in params:
+        return params
+    a = jax.lax.stop_gradient(params["active"])
+    return {**params, "holes": [{**h, "v": h["v"] * a[i][:, None] * a[j][None, :]}
+                                for h, (j, i) in zip(params["holes"], spec.wormholes)]}
+
+
 def gates(params, spec: SegmentSpec, state, gate_bias):
     """Gate value of every wormhole for the given state, shape (n_wormholes,)."""
     if not spec.wormholes:
@@ -126,6 +138,8 @@ def sweep(state, params, x, gate_bias, spec: SegmentSpec, order: str = "layer", 
             if dst == i:
                 pre = pre + g[k] * (holes_v[k] @ state[j])
         h = ACTIVATIONS[acts[i]](pre)
+        if "active" in params:  # a growing segment (twnn_jax.wormhole_growth): inactive units stay exactly 0
+            h = h * jax.lax.stop_gradient(params["active"][i])
         if spec.kind == "residual":
             h = below + h
         new[i] = h
@@ -143,7 +157,7 @@ def solve_segment(params, x, gate_bias, spec: SegmentSpec, settings: SolveSettin
     dtype = jnp.result_type(x, *jax.tree.leaves(params))
     z0 = tuple(jnp.zeros(w, dtype) for w in spec.widths) if z0 is None else tuple(jnp.asarray(a, dtype) for a in z0)
     # bound the wormhole weights once per solve, not in every sweep (an SVD each); gradients flow through it
-    params = bound_holes(params, settings.spectral_bound)
+    params = bound_holes(_masked_holes(params, spec), settings.spectral_bound)
     state, stats = fix(
         lambda z, p, x, gb: sweep(z, p, x, gb, spec, settings.sweep),
         z0,

@@ -8,6 +8,9 @@ Runs, each for every seed, all for the same number of cycles (`twnn_jax.growth`,
 - switch: a growing net on easy -> hard -> easy, switching at 1/3 and 2/3 of the cycles (the paper's schedule);
 - fixed-10, -27, -50, -100: fixed-size nets on the hard text (same L1 step, no add/delete).
 
+and the wormhole part (`growth_wormhole`): seed 003's rule on the hidden units of the sine task's wormhole
+net, on 1, 2 and 3 frequencies, against fixed sizes. `part` runs one of the two.
+
 Writes `out_dir/experiment/growth/`: `results.json` (every number, the commit), `RESULTS.md` (tables, and
 each of the paper's claims held against ours in plain words) and HTML figures (neuron count over time,
 median and inter-quartile range; final loss of variable against fixed sizes).
@@ -168,7 +171,8 @@ def figures(results: dict) -> dict:
     return {"growth_size": size, "growth_final_loss": loss, "growth_loss_curves": curves}
 
 
-def write_figures(results: dict, folder: Path) -> dict:
+def write_figures(results: dict, folder: Path, figs: dict | None = None) -> dict:
+    """Each figure of `figs` (default: the brackets part's) as `folder/NAME.html`."""
     import plotly.io as pio
     import plotly.offline
 
@@ -177,7 +181,7 @@ def write_figures(results: dict, folder: Path) -> dict:
     if not bundle.is_file() or bundle.read_bytes() != script:
         write_atomic(bundle, script)
     written = {}
-    for name, fig in figures(results).items():
+    for name, fig in (figures(results) if figs is None else figs).items():
         html = folder / f"{name}.html"
         write_atomic(html, pio.to_html(fig, include_plotlyjs="../plotly.min.js", full_html=True).encode("utf-8"))
         written[name] = {"html": html.name}
@@ -227,15 +231,67 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None) -> dict:
-    """Train every run for every seed; write `out_dir/experiment/growth/`; returns the results dict."""
+PARTS = ("brackets", "wormhole")
+
+
+def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, part: str | None = None) -> dict:
+    """Train every run of the experiment's parts (`part`: one of PARTS; None: both) for every seed; write
+    `out_dir/experiment/growth/`; returns the results dict.
+
+    The brackets part's results are the top level of results.json (its `meta` is what `--check` reads); the
+    wormhole part's (`growth_wormhole`) are under its key "wormhole", with their own `meta`. Running one part
+    keeps the other's results from an earlier run in the same folder."""
+    if part is not None and part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    folder = Path(out_dir) / "experiment" / "growth"
+    folder.mkdir(parents=True, exist_ok=True)
+    earlier = folder / "results.json"
+    results = json.loads(earlier.read_text()) if part is not None and earlier.is_file() else {}
+    if part in (None, "brackets"):
+        results = {**_run_brackets(folder, quick, seeds), **({"wormhole": results["wormhole"]}
+                                                              if "wormhole" in results else {})}
+    if part in (None, "wormhole"):
+        results["wormhole"] = _run_wormhole(folder, quick, seeds)
+    text = dumps_strict(results, indent=1)
+    results = json.loads(text)
+    write_atomic(folder / "results.json", text.encode("utf-8"))
+    write_atomic(folder / "RESULTS.md", full_markdown(results).encode("utf-8"))
+    return results
+
+
+def full_markdown(results: dict) -> str:
+    """RESULTS.md: the brackets part (when present), then the wormhole part (when present)."""
+    from .growth_wormhole import markdown
+
+    text = results_markdown(results) if "summary" in results else "# Networks that grow (seed 003) — results\n"
+    if "wormhole" in results:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(markdown(results["wormhole"]))
+    return text
+
+
+def _meta(quick: bool) -> dict:
+    return {"quick": bool(quick), "code": code_version(), "jax": jax.__version__, "backend": jax.default_backend(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "load_start": load()}
+
+
+def _run_wormhole(folder: Path, quick: bool, seeds: int | None) -> dict:
+    from .growth_wormhole import run_part, size_figure
+
+    t0 = time.perf_counter()
+    meta = _meta(quick)
+    part = run_part(quick, seeds)
+    meta.update(wall_s=time.perf_counter() - t0, load_end=load())
+    part["figures"] = write_figures({}, folder, {"growth_wormhole_size": size_figure(part)})
+    return {"meta": meta, **part}
+
+
+def _run_brackets(folder: Path, quick: bool, seeds: int | None) -> dict:
     plan = dict(QUICK if quick else FULL)
     if seeds is not None:
         if int(seeds) < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")
         plan["seeds"] = int(seeds)
     cycles, every, n_seeds = plan["cycles"], plan["every"], plan["seeds"]
-    folder = Path(out_dir) / "experiment" / "growth"
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     meta = {"quick": bool(quick), "seeds": n_seeds, "cycles": cycles, "every": every, "code": code_version(),
@@ -251,8 +307,4 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None) 
     results["figures"] = write_figures(results, folder)
     meta["wall_s"] = time.perf_counter() - t0
     meta["load_end"] = load()
-    text = dumps_strict(results, indent=1)
-    results = json.loads(text)
-    write_atomic(folder / "results.json", text.encode("utf-8"))
-    write_atomic(folder / "RESULTS.md", results_markdown(results).encode("utf-8"))
     return results

@@ -1,0 +1,177 @@
+"""The wormhole part of `twnn experiment growth`: does a growing wormhole net's size follow task difficulty?
+
+The sine task's net (`small`: a tanh hidden layer, a sigmoid output fed back through a wormhole) with
+seed 003's rule on its hidden units (`twnn_jax.wormhole_growth`), on sine mixtures of 1, 2 and 3
+frequencies. For every seed, one net grows from one unit (up to `MAX_UNITS`) and fixed nets of
+`FIXED_SIZES` units train beside it: the same slots with that many units active and the rule off (the
+same L1 step), so all runs of one task share one compiled function (vmapped). Everything else is
+`twnn train --task sine --grow on`'s default (Adam, lr 1e-3, batch 64, window 16).
+
+Reported per run: final size, training loss (mean over the last 10% of steps), the evaluation set's
+one-step MSE and the free-running RMSE (the task's judge), each as mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from .. import wormhole_growth as wg
+from ..train import TrainConfig, live_controls, trainer_for
+
+MAX_UNITS = 32  # slots of the growing layer (`hidden`)
+FIXED_SIZES = (2, 4, 8, 16, 32)
+N_FREQS = (1, 2, 3)
+FULL = {"steps": 8_000, "every": 200, "seeds": 4}  # ~10 min of the loaded 2-core machine
+QUICK = {"steps": 40, "every": 20, "seeds": 2}
+
+
+def run_names() -> list[str]:
+    return ["grown"] + [f"fixed-{n}" for n in FIXED_SIZES]
+
+
+def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
+    """Every run of one task for every seed, vmapped: {run name: [per seed: curves and final figures]}."""
+    cfg = TrainConfig(task="sine", n_freqs=n_freqs, hidden=MAX_UNITS)
+    trainer = trainer_for(cfg)
+    live = live_controls(cfg)
+    step = wg.growing_step(trainer)
+    names = run_names()
+    sizes = [1] + list(FIXED_SIZES)
+    seed_of = jnp.asarray([s for s in range(seeds) for _ in names], jnp.int32)
+    size0 = jnp.asarray([n for _ in range(seeds) for n in sizes], jnp.int32)
+    grow = jnp.asarray([k == 0 for _ in range(seeds) for k in range(len(names))])
+    states = jax.jit(jax.vmap(lambda s, n: wg.init_growing(trainer, s, n)))(seed_of, size0)
+
+    def block(state, grow):
+        state, m = jax.lax.scan(lambda st, _: step(st, live, grow), state, None, length=every)
+        return state, {"loss": jnp.mean(m["loss"]), "size": m["size"][-1],
+                       "added": jnp.sum(m["added"]), "deleted": jnp.sum(m["deleted"])}
+
+    @jax.jit
+    def train_all(states, grow):
+        return jax.lax.scan(lambda st, _: jax.vmap(block)(st, grow), states, None, length=steps // every)
+
+    states, rows = jax.device_get(train_all(states, grow))
+    evaluate = jax.jit(jax.vmap(lambda p: trainer.evaluate(p, live)["loss"]))
+    generate = jax.jit(jax.vmap(lambda p: trainer.generate(p, live)["rmse"]))
+    eval_mse, rmse = jax.device_get((evaluate(states.params), generate(states.params)))
+    out = {name: [] for name in names}
+    for r in range(len(names) * seeds):
+        out[names[r % len(names)]].append({
+            "loss": rows["loss"][:, r].tolist(), "size": rows["size"][:, r].tolist(),
+            "added": int(np.sum(rows["added"][:, r])), "deleted": int(np.sum(rows["deleted"][:, r])),
+            "eval_mse": float(eval_mse[r]), "free_rmse": float(rmse[r])})
+    return out
+
+
+def _stats(values) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(np.mean(a)), "std": float(np.std(a)), "values": a.tolist()}
+
+
+def summarize(runs: dict) -> dict:
+    """Per task and run name: final size, tail training loss, eval MSE, free-running RMSE (mean, std, per seed)."""
+    out = {}
+    for task, by_name in runs.items():
+        out[task] = {}
+        for name, per_seed in by_name.items():
+            tail = [float(np.mean(r["loss"][-max(1, len(r["loss"]) // 10):])) for r in per_seed]
+            out[task][name] = {"final_size": _stats([r["size"][-1] for r in per_seed]), "train_loss": _stats(tail),
+                               "eval_mse": _stats([r["eval_mse"] for r in per_seed]),
+                               "free_rmse": _stats([r["free_rmse"] for r in per_seed]),
+                               "size_curve_median": np.median([r["size"] for r in per_seed], 0).tolist()}
+    return out
+
+
+def verdicts(s: dict) -> dict:
+    grown = [s[f"sine-{k}"]["grown"]["final_size"] for k in N_FREQS]
+    sizes = [g["mean"] for g in grown]
+    text = ", ".join(f"{k} freq: {g['mean']:.1f} ± {g['std']:.1f}" for k, g in zip(N_FREQS, grown))
+    # holds: the mean grows with the frequencies and 1 and 3 frequencies' mean ± std do not overlap
+    apart = grown[2]["mean"] - grown[2]["std"] > grown[0]["mean"] + grown[0]["std"]
+    beaten = {}
+    for k in N_FREQS:
+        e = s[f"sine-{k}"]
+        beaten[k] = [n for n in FIXED_SIZES if e["grown"]["eval_mse"]["mean"] < e[f"fixed-{n}"]["eval_mse"]["mean"]]
+    return {
+        "size_follows_difficulty": {"holds": bool(sizes[0] < sizes[1] < sizes[2] and apart),
+                                    "text": f"grown size, mean ± std over seeds: {text}"},
+        "grown_beats_fixed": {"holds": all(len(b) == len(FIXED_SIZES) for b in beaten.values()),
+                              "text": "; ".join(f"{k} freq: lower eval MSE than fixed "
+                                                + (", ".join(map(str, b)) or "none") for k, b in beaten.items())},
+    }
+
+
+def run_part(quick: bool, seeds: int | None) -> dict:
+    plan = dict(QUICK if quick else FULL)
+    if seeds is not None:
+        plan["seeds"] = int(seeds)
+    runs = {}
+    for k in tqdm(N_FREQS, desc="growth, wormhole part", unit="task", dynamic_ncols=True):
+        runs[f"sine-{k}"] = train_task(k, plan["seeds"], plan["steps"], plan["every"])
+    summary = summarize(runs)
+    return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "n_freqs": list(N_FREQS),
+                     "lr": TrainConfig.lr, "batch_size": TrainConfig.batch_size},
+            "summary": summary, "verdicts": verdicts(summary), "runs": runs}
+
+
+def _pm(e, key, fmt):
+    return f"{format(e[key]['mean'], fmt)} ± {format(e[key]['std'], fmt)}"
+
+
+def markdown(part: dict) -> list[str]:
+    """The wormhole part's section of RESULTS.md."""
+    p, s, v, m = part["plan"], part["summary"], part["verdicts"], part["meta"]
+    commit = (m.get("code") or {}).get("commit") or "unknown"
+    lines = [
+        "## Growth for wormhole networks (sine, 1-3 frequencies)",
+        "",
+        f"Written by `twnn experiment growth --part wormhole{' --quick' if m['quick'] else ''}` from commit "
+        f"`{commit[:12]}`{' (uncommitted changes)' if (m.get('code') or {}).get('dirty') else ''}; {p['seeds']} seeds, "
+        f"{p['steps']:,} steps per run, {m['wall_s']:.0f} s (load average {m['load_start']} at the start, "
+        f"{m['load_end']} at the end).",
+        "",
+        f"Sine's `small` net (tanh hidden layer of up to {p['max_units']} units, sigmoid output fed back through a "
+        f"wormhole), Adam lr {p['lr']:g}, batch {p['batch_size']}. `grown`: from one hidden unit by seed 003's rule "
+        "(`twnn_jax/wormhole_growth.py`); `fixed-n`: n units, the rule off, the same L1 step. Eval MSE: one-step "
+        "prediction on the evaluation set; free RMSE: 250 steps of free-running generation. Mean ± std over seeds.",
+        "",
+        "| claim | holds here? | measured |", "|---|---|---|",
+        "| final size follows difficulty (mean 1 < 2 < 3 frequencies, 1 and 3 apart by more than their std) | "
+        f"{'yes' if v['size_follows_difficulty']['holds'] else 'no'} | {v['size_follows_difficulty']['text']} |",
+        f"| the grown net beats every fixed size (eval MSE) | {'yes' if v['grown_beats_fixed']['holds'] else 'no'} | "
+        f"{v['grown_beats_fixed']['text']} |",
+        "",
+        "| task | run | final size | train loss | eval MSE | free-running RMSE |", "|---|---|---|---|---|---|",
+    ]
+    for task, by_name in s.items():
+        for name, e in by_name.items():
+            lines.append(f"| {task} | {name} | {_pm(e, 'final_size', '.1f')} | {_pm(e, 'train_loss', '.2e')} | "
+                         f"{_pm(e, 'eval_mse', '.2e')} | {_pm(e, 'free_rmse', '.3f')} |")
+    quarters = [len(next(iter(s.values()))["grown"]["size_curve_median"]) * q // 4 - 1 for q in (1, 2, 3, 4)]
+    lines += ["", "Grown size over training (median over seeds) at " + ", ".join(
+        f"{(i + 1) * p['every']:,}" for i in quarters) + " steps: " + "; ".join(
+        f"{task} " + " → ".join(f"{by_name['grown']['size_curve_median'][i]:g}" for i in quarters)
+        for task, by_name in s.items()) + ". Units added / deleted per seed: " + "; ".join(
+        f"{task} " + ", ".join(f"{r['added']}/{r['deleted']}" for r in part["runs"][task]["grown"])
+        for task in s) + "."]
+    lines += ["", "Figure: [growth_wormhole_size.html](growth_wormhole_size.html)."]
+    lines += ["", "Grown size per seed: " + "; ".join(
+        f"{task} " + ", ".join(str(int(x)) for x in by_name["grown"]["final_size"]["values"])
+        for task, by_name in s.items()) + ".", ""]
+    return lines
+
+
+def size_figure(part: dict) -> dict:
+    """Median size of the grown net over training steps, one line per task (a plain Plotly dict)."""
+    every = part["plan"]["every"]
+    data = []
+    for task, by_name in part["summary"].items():
+        curve = by_name["grown"]["size_curve_median"]
+        data.append({"type": "scatter", "x": [every * (i + 1) for i in range(len(curve))], "y": curve, "name": task})
+    return {"data": data, "layout": {
+        "title": {"text": "Sine's wormhole net growing: hidden units over steps (median over seeds)"},
+        "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "active hidden units"}}}}
