@@ -106,7 +106,7 @@ def click_step(at: AppTest, times: int = 1) -> None:
 def test_every_control_exists_and_can_be_set():
     at = new_app()
     expected = {"task", "solver", "grad_mode", "seed", "tol", "max_iter", "gate", "damping", "bwd_tol", "lr",
-                "warm_start"}
+                "model", "warm_start", "grow"}
     assert set(controls.CONTROLS) == expected
     # live controls: set each, the runner takes the value, the URL follows
     at.select_slider(key="tol").set_value(1e-5)
@@ -134,7 +134,8 @@ def test_every_control_exists_and_can_be_set():
     assert (r.config.solver, r.config.grad_mode, r.config.seed) == ("anderson", "one_step", 7)
     assert query(at)["solver"] == "anderson" and query(at)["seed"] == "7"
     assert r.live_values["tol"] == 1e-5  # live values carried over
-    assert set(at.selectbox(key="task").options) == {"sine", "digits", "adding"}
+    assert set(at.selectbox(key="task").options) == {"sine", "digits", "adding", "copy", "brackets-easy",
+                                                      "brackets-hard"}
 
 
 def test_url_parameters_in_range_are_applied():
