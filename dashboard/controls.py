@@ -186,6 +186,7 @@ def url_warnings() -> list[str]:
 
 def _clear_url_warnings() -> None:
     st.session_state["_url_warnings"] = []
+    st.session_state["_fit_notes"] = []  # and the notes of values put back to their defaults (render_model_controls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,13 +256,13 @@ def render_model_controls(container) -> dict:
     Each choice offers what fits the ones above it (`offered`); one that has a single value left is not
     drawn, and keeps that value."""
     values: dict = {}
-    notes = []
+    notes = st.session_state.setdefault("_fit_notes", [])  # shown until a control changes (as the URL's warnings)
     for key in REBUILD_KEYS:
         control = CONTROLS[key]
         options = offered(key, values)
         if control.kind == "select" and options != control.options:
             note = _fit(key, options, values)
-            if note:
+            if note and note not in notes:
                 notes.append(note)
             if len(options) == 1:
                 st.session_state.pop(key, None)  # its widget is not drawn; drawn again later, it starts anew

@@ -19,7 +19,6 @@ from twnn_dashboard import controls, growth_view, panels, session
 from twnn_jax import growth_figures
 from twnn_jax.settings import CHOICES
 
-
 SEQUENCE_MODELS = {"wormhole_rnn", "gru", "wormhole_gru", "lstm"}
 
 
@@ -43,7 +42,8 @@ def test_size_and_units_figures_draw_what_they_are_given():
     assert meta["kind"] == "size" and meta["last_size"] == 5 and meta["sizes_seen"] == [1, 2, 3, 4, 5]
     assert (meta["added"], meta["deleted"]) == (4, 1)
     names = [t["name"] for t in fig["data"]]
-    assert names == ["active neurons", "neuron added", "neuron deleted", "slots (100)"]
+    assert names == ["active neurons", "neuron added", "neuron deleted"] and "of 100 slots" in fig["layout"]["title"][
+        "text"]
     assert list(fig["data"][1]["x"]) == [10, 20, 30, 40] and list(fig["data"][2]["x"]) == [25]
     empty = growth_figures.size_figure([], max_size=100)
     assert empty["data"] == [] and "no steps yet" in empty["layout"]["annotations"][0]["text"]
@@ -97,21 +97,22 @@ def test_copy_with_an_lstm_renders_and_a_model_that_stops_fitting_goes_back_to_t
     click_step(at)
     assert runner_of(at).step_count == 1 and metric(at, "Fwd iters") == "–"
 
-    at.selectbox(key="task").set_value("brackets-hard").run()
+    at.selectbox(key="task").set_value("brackets-easy").run()
     assert not at.exception, [e.value for e in at.exception]
     r = runner_of(at)
-    assert (r.config.task, r.config.model, r.trainer.model.kind) == ("brackets-hard", None, "tanh_rnn")
+    assert (r.config.task, r.config.model, r.trainer.model.kind) == ("brackets-easy", None, "tanh_rnn")
     notes = [i.value for i in at.sidebar.info]
-    assert any(n.startswith("model=lstm does not apply here (model must be none") for n in notes), notes
+    assert notes == ["model=lstm does not apply here (model must be none for the brackets-easy task: it trains seed "
+                     "003's tanh RNN); using none."], notes
     shown = _shown(at)
-    assert "model" not in shown and shown["grow"].value == "off"
+    assert "model" not in shown and shown["grow"].value == "off" and shown["grow"].options == ["off", "on"]
     assert query(at)["model"] == "none" and query(at)["grow"] == "off"
+    at.selectbox(key="grow").set_value("on").run()
+    assert not at.exception and runner_of(at).trainer.model.kind == "growing_rnn" and not at.sidebar.info
 
 
 @pytest.mark.e2e
 def test_grow_asked_for_where_it_does_not_apply_is_refused_in_one_line():
-    at = new_app(task="brackets-easy", grow="on", model="gru")  # model: not for a bracket task
-    assert runner_of(at).config.grow == "on" and runner_of(at).config.model is None
     at = new_app(task="sine", grow="on")
     notes = [i.value for i in at.sidebar.info]
     assert notes == ["grow=on does not apply here (grow must be off for the sine task; growth (seed 003) is for "
@@ -122,7 +123,10 @@ def test_grow_asked_for_where_it_does_not_apply_is_refused_in_one_line():
 # ---- growth live -------------------------------------------------------------------------------------------
 @pytest.mark.e2e
 def test_growth_section_follows_training_without_recompiling():
-    at = new_app(task="brackets-easy", grow="on")
+    at = new_app(task="brackets-easy", grow="on", warm_start="surrogate")  # no warm starts without a fixed point
+    assert [i.value for i in at.sidebar.info] == ["warm_start=surrogate does not apply here (warm_start must be none "
+                                                  "for the brackets-easy task: seed 003's tanh RNN has no fixed "
+                                                  "point); using none."]
     r = runner_of(at)
     assert (r.trainer.model.kind, r.config.hidden) == ("growing_rnn", 100)
     assert _shown(at)["grow"].value == "on" and "model" not in _shown(at)
@@ -148,7 +152,7 @@ def test_growth_section_follows_training_without_recompiling():
     assert session.compile_counts(r.trainer) == counts and counts["run"] == 1  # never recompiled
 
     html = panels.figures_html(r)
-    assert "Network size" in html and "slots active" in html
+    assert "Active neurons per step" in html and "slots active" in html
     run = json.loads(panels.run_json(r))
     assert [h["size"] for h in run["history"]][-1] == sizes[-1]
     assert growth_view.applies(r)

@@ -25,9 +25,9 @@ LOW_COLOR = "#ff7f0e"  # a neuron at or below the score threshold (the rule may 
 FREE_COLOR = "#c7c7c7"
 
 
-def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Network size") -> dict:
+def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active neurons per step") -> dict:
     """Active neurons per training step (a step line), with the steps where a neuron was added (green) or
-    deleted (red), and the number of slots (`max_size`) as a dashed ceiling."""
+    deleted (red); the number of slots (`max_size`) in the title."""
     traces: list = []
     layout: dict = {"yaxis": {"rangemode": "tozero"}}
     rows = [h for h in history if h.get("size") is not None]
@@ -46,16 +46,14 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Network
             if events.size:
                 traces.append(_scatter(steps[events], size[events], mode="markers", name=label,
                                        marker={"symbol": symbol, "color": color, "size": 8}))
-        traces.append(_scatter([steps[0], steps[-1]], [max_size, max_size], mode="lines", name=f"slots ({max_size})",
-                               line={"color": "#7f7f7f", "width": 1, "dash": "dash"}, hoverinfo="skip"))
     last = rows[-1] if n else {}
     meta = {"kind": "size", "steps": n, "last_step": last.get("step"), "last_size": last.get("size"),
             "max_size": int(max_size),
             "sizes_seen": sorted({int(h["size"]) for h in rows}) if n else [],
             "added": int(sum(int(h.get("added") or 0) for h in rows)),
             "deleted": int(sum(int(h.get("deleted") or 0) for h in rows))}
-    return _figure(traces, title, "training step (one 40-symbol cycle each)", "active neurons", layout=layout,
-                   meta=meta)
+    return _figure(traces, f"{title} (of {max_size} slots)", "training step (one 40-symbol cycle each)",
+                   "active neurons", layout=layout, meta=meta)
 
 
 def units_figure(active, score, *, threshold: float, title: str = "Neurons") -> dict:
