@@ -20,8 +20,8 @@ CHART_KEYS = {"size": "chart_size", "units": "chart_units"}
 
 EXPLAIN = {
     "size": "**What you see:** how many neurons the network has, step by step: it starts from one, and after every "
-            "step the paper's rule may add a neuron (green) or delete one whose outgoing weights have shrunk "
-            "below the threshold (red). **Try:** Play the hard text and "
+            "step the paper's rule may add a neuron or delete one whose outgoing weights have shrunk below the "
+            "threshold (green and red marks: the size went up or down). **Try:** Play the hard text and "
             "the easy one and compare where the size settles; Reset with another seed.",
     "units": "**What you see:** every slot of the network: a filled dot is a neuron, blue when its score (the size "
              "of its outgoing weights) is above the threshold, orange when at or below it, so the rule may delete "

@@ -35,16 +35,16 @@ def _shown(at, kind: str = "selectbox") -> dict:
 # ---- the figures ------------------------------------------------------------------------------------------
 @pytest.mark.unit
 def test_size_and_units_figures_draw_what_they_are_given():
-    history = [{"step": s, "size": 1 + s // 10, "added": int(s % 10 == 0), "deleted": int(s == 25)}
+    history = [{"step": s, "size": 1 + s // 10 - int(s == 25), "added": int(s % 10 == 0), "deleted": int(s == 25)}
                for s in range(1, 41)]
     fig = growth_figures.size_figure(history, max_size=100)
     meta = fig["layout"]["meta"]
     assert meta["kind"] == "size" and meta["last_size"] == 5 and meta["sizes_seen"] == [1, 2, 3, 4, 5]
-    assert (meta["added"], meta["deleted"]) == (4, 1)
+    assert (meta["ups"], meta["downs"]) == (5, 1)  # 10, 20, 26 (back from the deletion at 25), 30, 40; 25
     names = [t["name"] for t in fig["data"]]
-    assert names == ["active neurons", "neuron added", "neuron deleted"] and "of 100 slots" in fig["layout"]["title"][
+    assert names == ["active neurons", "size up", "size down"] and "of 100 slots" in fig["layout"]["title"][
         "text"]
-    assert list(fig["data"][1]["x"]) == [10, 20, 30, 40] and list(fig["data"][2]["x"]) == [25]
+    assert list(fig["data"][1]["x"]) == [10, 20, 26, 30, 40] and list(fig["data"][2]["x"]) == [25]
     empty = growth_figures.size_figure([], max_size=100)
     assert empty["data"] == [] and "no steps yet" in empty["layout"]["annotations"][0]["text"]
 
@@ -147,7 +147,7 @@ def test_growth_section_follows_training_without_recompiling():
         sizes.append(size["last_size"])
         units = charts(at)["units"]["layout"]["meta"]
         assert units["active"] == size["last_size"] == int(metric(at, "Neurons"))  # the same net in both
-    assert size["steps"] == 451 and size["added"] >= 2 and len(size["sizes_seen"]) >= 3, size
+    assert size["steps"] == 451 and size["ups"] >= 2 and len(size["sizes_seen"]) >= 3, size
     assert len(set(sizes)) > 1, sizes  # it grew while the page watched
     assert session.compile_counts(r.trainer) == counts and counts["run"] == 1  # never recompiled
 

@@ -26,8 +26,9 @@ FREE_COLOR = "#c7c7c7"
 
 
 def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active neurons per step") -> dict:
-    """Active neurons per training step (a step line), with the steps where a neuron was added (green) or
-    deleted (red); the number of slots (`max_size`) in the title."""
+    """Active neurons per training step (a step line), with the steps where the size went up (green) or down
+    (red) since the previous row of `history` (a thinned history marks the net change between its rows);
+    the number of slots (`max_size`) in the title."""
     traces: list = []
     layout: dict = {"yaxis": {"rangemode": "tozero"}}
     rows = [h for h in history if h.get("size") is not None]
@@ -39,9 +40,10 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active 
         idx = _stride(n)
         traces.append(_scatter(steps[idx], size[idx], mode="lines", name="active neurons",
                                line={"color": FWD_COLOR, "width": 2.5, "shape": "hv"}))
-        for name, color, symbol, label in (("added", ADD_COLOR, "triangle-up", "neuron added"),
-                                           ("deleted", DELETE_COLOR, "triangle-down", "neuron deleted")):
-            events = np.flatnonzero(np.nan_to_num(_column(rows, name)) > 0)
+        change = np.diff(size, prepend=size[0])
+        for up, color, symbol, label in ((True, ADD_COLOR, "triangle-up", "size up"),
+                                         (False, DELETE_COLOR, "triangle-down", "size down")):
+            events = np.flatnonzero(change > 0 if up else change < 0)
             events = events[_stride(events.size, 300)]
             if events.size:
                 traces.append(_scatter(steps[events], size[events], mode="markers", name=label,
@@ -50,8 +52,7 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active 
     meta = {"kind": "size", "steps": n, "last_step": last.get("step"), "last_size": last.get("size"),
             "max_size": int(max_size),
             "sizes_seen": sorted({int(h["size"]) for h in rows}) if n else [],
-            "added": int(sum(int(h.get("added") or 0) for h in rows)),
-            "deleted": int(sum(int(h.get("deleted") or 0) for h in rows))}
+            "ups": int(np.sum(change > 0)) if n else 0, "downs": int(np.sum(change < 0)) if n else 0}
     return _figure(traces, f"{title} (of {max_size} slots)", "training step (one 40-symbol cycle each)",
                    "active neurons", layout=layout, meta=meta)
 
