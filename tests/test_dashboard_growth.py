@@ -93,7 +93,7 @@ def test_copy_with_an_lstm_renders_and_a_model_that_stops_fitting_goes_back_to_t
                                            "none (the task's own: wormhole_rnn)"}
     assert "grow" not in shown and "warm_start" not in shown  # neither applies to copy with an lstm
     assert any("has no fixed point" in i.value for i in at.info)  # the solve views say so
-    assert "fwd" not in charts(at) and "loss" in charts(at)
+    assert "convergence" not in charts(at) and "loss" in charts(at)
     click_step(at)
     assert runner_of(at).step_count == 1 and metric(at, "Fwd iters") == "–"
 
@@ -132,7 +132,7 @@ def test_growth_section_follows_training_without_recompiling():
     assert _shown(at)["grow"].value == "on" and "model" not in _shown(at)
     specs = charts(at)
     assert specs["size"]["layout"]["meta"]["steps"] == 0 and specs["units"]["layout"]["meta"]["active"] == 1
-    assert "fwd" not in specs and "gates" not in specs
+    assert "convergence" not in specs and "gates" not in specs
     assert metric(at, "Neurons") == "–"
     assert [c.value for c in at.caption if c.value.startswith("**What you see:** how many neurons")]
 
@@ -174,6 +174,6 @@ def test_matrix_every_task_and_model_renders_and_steps(task, model):
     r = runner_of(at)
     assert r.step_count == 1 and r.error is None and r.config.model == model
     specs = charts(at)
-    assert "loss" in specs and ("fwd" in specs) == r.trainer.model.uses_fix
+    assert "loss" in specs and ("convergence" in specs) == r.trainer.model.uses_fix
     html = panels.figures_html(r)
     assert html.count("plotly-graph-div") >= 1
