@@ -208,8 +208,10 @@ def _widget(control: Control, container, options: tuple | None = None, none_mean
     common = dict(key=key, help=control.help, on_change=_clear_url_warnings)
     if control.kind == "select":
         none_means = none_means or SETTINGS[key].none_means
+        # Streamlit shows a None value as "no choice" (its placeholder): the placeholder then names what none is
         return container.selectbox(control.label, control.options if options is None else options, **common,
-                                   format_func=lambda v: f"none ({none_means})" if v is None else str(v))
+                                   format_func=lambda v: f"none ({none_means})" if v is None else str(v),
+                                   placeholder=f"none ({none_means})")
     if control.kind == "log":
         value = st.session_state[key]
         options = sorted(set(control.options) | {value})  # a URL value off the grid stays exact
