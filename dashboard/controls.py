@@ -5,6 +5,14 @@ log grid for `log` settings, a slider or a number box otherwise) whose label, he
 come from the declaration; live settings are drawn under "Live controls", the others under "Model".
 Only the page's own choices live here: the tasks it offers (`session.TASKS`) and the presets.
 
+Which choices fit together is the library's word, not the page's: a choice widget under "Model" (after
+the task) offers only the values the library accepts with the widgets above it (the ones below at their
+defaults), as `session.refusal` says (it builds the trainer, which runs `settings.check_config` and fits
+the model to the task). So the models offered are those of the chosen task, `grow` appears for the tasks
+that can grow, and a widget left with one acceptable value is not drawn (the setting does not apply, e.g.
+the model of a bracket task). A value that stops fitting (another task chosen, or a URL asking for it) goes
+back to its default, and the sidebar says why.
+
 Each control's widget key is also its query parameter (`?task=sine&tol=0.001&gate=-2.0...`). The
 URL is read once when a session starts, with the library's strict parser (`settings.parse_value`): a
 value it rejects (or an unknown parameter) gives a visible warning naming it and its allowed range,
@@ -22,9 +30,10 @@ from typing import Any
 
 import streamlit as st
 
+from twnn_jax.models import DEFAULT_MODEL
 from twnn_jax.settings import DASHBOARD, SETTINGS, Setting, SettingError, parse_value, shorten
 
-from .session import TASKS
+from .session import TASKS, refusal
 
 # The page's own restrictions of a setting's choices: the tasks it has panels for.
 PAGE_CHOICES = {"task": TASKS}
@@ -177,6 +186,7 @@ def url_warnings() -> list[str]:
 
 def _clear_url_warnings() -> None:
     st.session_state["_url_warnings"] = []
+    st.session_state["_fit_notes"] = []  # and the notes of values put back to their defaults (render_model_controls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -190,14 +200,18 @@ def _fmt_option(control: Control) -> Callable[[Any], str]:
     return lambda v: f"{float(v):.0e}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
 
-def _widget(control: Control, container) -> Any:
+def _widget(control: Control, container, options: tuple | None = None, none_means: str | None = None) -> Any:
+    """The widget of `control` (`options`: the choices offered, default all of them; `none_means`: what none is,
+    in words, default the declaration's)."""
     key = control.key
     st.session_state.setdefault(key, control.default)
     common = dict(key=key, help=control.help, on_change=_clear_url_warnings)
     if control.kind == "select":
-        none_means = SETTINGS[key].none_means
-        return container.selectbox(control.label, control.options, **common,
-                                   format_func=lambda v: f"none ({none_means})" if v is None else str(v))
+        none_means = none_means or SETTINGS[key].none_means
+        # Streamlit shows a None value as "no choice" (its placeholder): the placeholder then names what none is
+        return container.selectbox(control.label, control.options if options is None else options, **common,
+                                   format_func=lambda v: f"none ({none_means})" if v is None else str(v),
+                                   placeholder=f"none ({none_means})")
     if control.kind == "log":
         value = st.session_state[key]
         options = sorted(set(control.options) | {value})  # a URL value off the grid stays exact
@@ -216,9 +230,51 @@ def apply_preset(name: str) -> None:
     _clear_url_warnings()
 
 
+def offered(key: str, above: dict) -> tuple:
+    """The values of choice widget `key` the library accepts together with `above` (the values of the widgets
+    drawn before it; every other setting at its default). Numbers and the first widget: all their values."""
+    control = CONTROLS[key]
+    if control.kind != "select" or not above:
+        return control.options
+    return tuple(v for v in control.options if refusal(**{**above, key: v}) is None)
+
+
+def _fit(key: str, options: tuple, above: dict) -> str | None:
+    """Put the session's value of `key` back to its default when it is not among `options`; what was changed,
+    in words (None: nothing)."""
+    control = CONTROLS[key]
+    value = st.session_state.get(key, control.default)
+    if value in options:
+        return None
+    fallback = control.default if control.default in options else options[0]
+    st.session_state[key] = fallback
+    reason = refusal(**{**above, key: value}) or "not offered"
+    return f"{key}={control.format(value)} does not apply here ({reason}); using {control.format(fallback)}."
+
+
 def render_model_controls(container) -> dict:
-    """Task, solver, gradient mode, seed: changing any of them builds a new run."""
-    return {key: _widget(CONTROLS[key], container) for key in REBUILD_KEYS}
+    """Task, solver, gradient mode, seed, model, warm start, growth: changing any of them builds a new run.
+
+    Each choice offers what fits the ones above it (`offered`); one that has a single value left is not
+    drawn, and keeps that value."""
+    values: dict = {}
+    notes = st.session_state.setdefault("_fit_notes", [])  # shown until a control changes (as the URL's warnings)
+    for key in REBUILD_KEYS:
+        control = CONTROLS[key]
+        options = offered(key, values)
+        if control.kind == "select" and options != control.options:
+            note = _fit(key, options, values)
+            if note and note not in notes:
+                notes.append(note)
+            if len(options) == 1:
+                st.session_state.pop(key, None)  # its widget is not drawn; drawn again later, it starts anew
+                values[key] = options[0]
+                continue
+        none_means = f"the task's own: {DEFAULT_MODEL[values['task']]}" if key == "model" else None
+        values[key] = _widget(control, container, options, none_means)
+    for note in notes:
+        container.info(note, icon=":material/rule:")
+    return values
 
 
 def render_live_controls(container) -> dict:

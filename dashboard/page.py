@@ -104,9 +104,7 @@ def main() -> None:
     st.session_state["_view_playing"] = runner.playing
 
     st.title("Temporal wormhole networks, live")
-    st.caption(f"Task **{runner.trainer.task.name}** · model **{runner.trainer.model.kind}** · solver "
-               f"**{runner.config.solver}** · gradients **{runner.config.grad_mode}**. Each training step solves "
-               "a fixed point forward, and another (the adjoint) backward: watch both settle.")
+    st.caption(panels.describe(runner))
     for warning in controls.url_warnings():
         st.warning(warning, icon=":material/link_off:")
     frozen, redraw = _render_toolbar(runner)

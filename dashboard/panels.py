@@ -18,13 +18,39 @@ import streamlit as st
 from twnn_jax import figures
 from twnn_jax.checkpoint import dumps_strict
 
-from . import live_chart
+from . import growth_view, live_chart
 from .controls import CONTROLS
 from .session import MAX_TRAINERS, Runner, compile_counts, playing_count
 
 CONTRACTION_WARN = 0.9
 HIST_STEPS = 10  # the histogram pools the per-sample counts of this many recent steps
 TRAJ_STEPS = 12  # convergence panels draw this many recent steps
+
+
+def solves(runner: Runner) -> bool:
+    """The run's model finds fixed points (the solve views apply); gru, lstm, resnet_plain and seed 003's RNN
+    compute in one pass."""
+    return bool(runner.trainer.model.uses_fix)
+
+
+def no_solve_text(runner: Runner) -> str:
+    return (f"Model **{runner.trainer.model.kind}** has no fixed point: it computes its output in one pass, so "
+            "the views of the solves (convergence, iteration counts, gate activity) do not apply to it.")
+
+
+def describe(runner: Runner) -> str:
+    """The line under the page title: what runs, and what a training step does."""
+    text = f"Task **{runner.trainer.task.name}** · model **{runner.trainer.model.kind}**"
+    if runner.config.task.startswith("brackets"):
+        grows = "grows and prunes itself (seed 003)" if runner.config.grow == "on" else "has a fixed size"
+        return (text + f" (up to {runner.config.hidden} neurons). A tanh RNN learns to predict the next symbol of a "
+                f"bracket text, 40 symbols a step, and {grows}; it has no fixed point, so solver, gradient mode "
+                "and the live controls do not apply.")
+    text += f" · solver **{runner.config.solver}** · gradients **{runner.config.grad_mode}**. "
+    if not solves(runner):
+        return text + "This model has no fixed point: each step is an ordinary forward and backward pass."
+    return text + ("Each training step solves a fixed point forward, and another (the adjoint) backward: watch "
+                   "both settle.")
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -56,18 +82,27 @@ def render_readout(runner: Runner, snap: dict) -> None:
         gen = runner.generate() if runner.trainer.generate is not None else None
         cols[2].metric("Gen. RMSE", _short(float(gen["rmse"])) if gen else "–",
                        help="Root-mean-square error of the free-running generation on the evaluation phases.")
+    has_solve = solves(runner)
     for col, prefix, name, frac in ((cols[3], "fwd", "Fwd iters", "converged_frac"),
                                     (cols[4], "bwd", "Bwd iters", "bwd_converged_frac")):
-        value = f"{last[f'{prefix}_iters_mean']:.1f} / {last[f'{prefix}_iters_max']}" if last else "–"
-        conv = f"{100 * last[frac]:.0f}% converged" if last else None
-        col.metric(name, value, delta=conv, delta_color="off" if not last or last[frac] == 1 else "inverse",
+        shown = last if has_solve else {}  # a model without a fixed point iterates nothing: "–"
+        value = f"{shown[f'{prefix}_iters_mean']:.1f} / {shown[f'{prefix}_iters_max']}" if shown else "–"
+        conv = f"{100 * shown[frac]:.0f}% converged" if shown else None
+        col.metric(name, value, delta=conv, delta_color="off" if not shown or shown[frac] == 1 else "inverse",
                    delta_arrow="off",
                    help=f"{'Forward' if prefix == 'fwd' else 'Adjoint (backward)'} iterations per sample in the latest "
                    "step, mean / max (all the model's solves of a sample added up), and the share of samples whose "
-                   "solve reached its tolerance before max_iter.")
-    cols[5].metric("‖J‖", _short(contraction) if contraction is not None else "–",
-                   help="Power-iteration estimate of the Jacobian norm of one sweep at the fixed point (largest over "
-                   "8 evaluation samples). Below 1 the iteration contracts; near 1 it slows; above 1 it may diverge.")
+                   "solve reached its tolerance before max_iter (–: the model has no fixed point).")
+    if growth_view.applies(runner):
+        size = last.get("size")
+        cols[5].metric("Neurons", size if size is not None else "–",
+                       help=f"Active neurons after the latest step (of {runner.config.hidden} slots): the network "
+                       "grows and prunes itself by seed 003's rule.")
+    else:
+        cols[5].metric("‖J‖", _short(contraction) if contraction is not None else "–",
+                       help="Power-iteration estimate of the Jacobian norm of one sweep at the fixed point (largest "
+                       "over 8 evaluation samples). Below 1 the iteration contracts; near 1 it slows; above 1 it may "
+                       "diverge.")
     cols[6].metric("Steps/s", f"{rate:.0f}" if rate is not None and runner.playing else "–",
                    help="Training speed over the last 5 s while playing.")
     _alerts(runner, history, contraction)
@@ -153,6 +188,13 @@ def build_figures(runner: Runner, snap: dict) -> dict:
     live = snap["live"]
     task = runner.trainer.task
     figs = {}
+    if not solves(runner):  # no fixed point: no solve views; the learning views and, when it grows, its size
+        figs["loss"] = figures.loss_figure(history, metric_name=None if task.metric_name == "mse"
+                                           else task.metric_name)
+        if runner.trainer.generate is not None:  # (the samples' scatter is of iterations: none here)
+            figs["sine"] = _second_figure(runner, snap)
+        figs.update(growth_view.figures(runner, snap))
+        return figs
     steps = [d["step"] for d in details]
     fwd = [d["fwd_trajectory"] for d in details if d["fwd_trajectory"] is not None]
     bwd = [d["bwd_trajectory"] for d in details if d["bwd_trajectory"] is not None]
@@ -175,17 +217,21 @@ def build_figures(runner: Runner, snap: dict) -> dict:
         np.concatenate([d["bwd_iters"] for d in pooled]) if pooled else None,
         title=f"Iterations per sample (last {len(pooled)} steps)" if pooled else "Iterations per sample")
     figs["loss"] = figures.loss_figure(history, metric_name=None if task.metric_name == "mse" else task.metric_name)
-    if runner.trainer.generate is not None:
-        gen = runner.generate()
-        figs["sine"] = figures.sine_figure(gen["series"], gen["target"], window=np.asarray(task.eval_set[0]),
-                                           title=f"Free-running generation at step {snap['step']} "
-                                                 f"(RMSE {float(gen['rmse']):.3g})")
-    else:
-        ev = runner.evaluate()
-        figs["samples"] = figures.sample_scatter_figure(ev["fwd_iters"], ev["sample_loss"],
-                                                        converged=ev["fwd_converged"])
+    figs["sine" if runner.trainer.generate is not None else "samples"] = _second_figure(runner, snap)
     figs["gates"] = figures.gates_figure(history, latest["gates"] if latest else None)
     return figs
+
+
+def _second_figure(runner: Runner, snap: dict) -> dict:
+    """Beside the loss: the sine task's free-running generation, else the evaluation set's samples."""
+    task = runner.trainer.task
+    if runner.trainer.generate is not None:
+        gen = runner.generate()
+        return figures.sine_figure(gen["series"], gen["target"], window=np.asarray(task.eval_set[0]),
+                                   title=f"Free-running generation at step {snap['step']} "
+                                         f"(RMSE {float(gen['rmse']):.3g})")
+    ev = runner.evaluate()
+    return figures.sample_scatter_figure(ev["fwd_iters"], ev["sample_loss"], converged=ev["fwd_converged"])
 
 
 EXPLAIN = {
@@ -230,27 +276,35 @@ def render_charts(runner: Runner, snap: dict, frozen: bool) -> None:
     if frozen:
         st.info("View frozen: charts keep their zoom and stop updating (training goes on). Unfreeze to catch up.",
                 icon=":material/ac_unit:")
-    with st.container(key="panel_convergence"):
+    if "fwd" not in figs:  # a model without a fixed point
         st.subheader("Convergence of the solves", anchor="convergence")
-        left, right = st.columns(2)
+        st.info(no_solve_text(runner), icon=":material/block:")
+    else:
+        with st.container(key="panel_convergence"):
+            st.subheader("Convergence of the solves", anchor="convergence")
+            left, right = st.columns(2)
+            with left:
+                _chart(figs, "fwd")
+            with right:
+                _chart(figs, "bwd")
+        st.subheader("Iteration counts", anchor="iterations")
+        left, right = st.columns([3, 2])
         with left:
-            _chart(figs, "fwd")
+            _chart(figs, "iters")
         with right:
-            _chart(figs, "bwd")
-    st.subheader("Iteration counts", anchor="iterations")
-    left, right = st.columns([3, 2])
-    with left:
-        _chart(figs, "iters")
-    with right:
-        _chart(figs, "hist")
+            _chart(figs, "hist")
     st.subheader("Learning", anchor="learning")
-    left, right = st.columns(2)
+    beside = next((name for name in ("sine", "samples") if name in figs), None)
+    left, right = st.columns(2) if beside else (st.container(), None)
     with left:
         _chart(figs, "loss")
-    with right:
-        _chart(figs, "sine" if "sine" in figs else "samples")
-    st.subheader("Gate activity", anchor="gates")
-    _chart(figs, "gates")
+    if beside:
+        with right:
+            _chart(figs, beside)
+    if "gates" in figs:
+        st.subheader("Gate activity", anchor="gates")
+        _chart(figs, "gates")
+    growth_view.render(figs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,6 +325,10 @@ def _sweep_values(control: str, low, high, points: int) -> list:
 
 def render_sweep(runner: Runner) -> None:
     st.subheader("Explore without training", anchor="explore")
+    if not solves(runner):
+        st.caption(f"Sweeping tol, gate bias or max_iter over the evaluation set does not apply to model "
+                   f"{runner.trainer.model.kind}: it has no fixed point.")
+        return
     st.caption("Hold the current network fixed and sweep one control over a range: how many forward iterations "
                "does the evaluation set need, and how does the error respond? Nothing is trained; the live "
                "controls keep their values.")

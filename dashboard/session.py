@@ -26,6 +26,7 @@ for why a thread inside XLA at that moment would abort the process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import threading
@@ -36,13 +37,15 @@ from collections import deque
 import jax
 import numpy as np
 
-from twnn_jax.settings import LIVE
+from twnn_jax import growth
+from twnn_jax.settings import LIVE, SETTINGS
 from twnn_jax.settle_trace import settle_for
 from twnn_jax.train import (
     STEPS_PER_CALL,
     Call,
     TrainConfig,
     Trainer,
+    build_trainer,
     live_controls,
     run_calls,
     trainer_for,
@@ -51,10 +54,13 @@ from twnn_jax.train import (
 from .shutdown import on_exit, track, xla_work
 from .turns import Turns
 
-TASKS = ("sine", "digits", "adding")
+TASKS = SETTINGS["task"].choices  # every task of the library
 LIVE_NAMES = LIVE  # the live settings of twnn_jax.settings (traced: they change without a rebuild)
 # Small sizes so a step takes milliseconds on a CPU; everything else is the library's default.
 DASHBOARD_CONFIG = dict(hidden=32, batch_size=32, trajectory=60, seq_len=20)
+# Per task, where it differs: the bracket tasks' RNN gets the paper's 100 slots (a step is still milliseconds),
+# so that a growing net is never held at the small default (it passes 20 neurons on the hard text).
+TASK_CONFIG = {"brackets-easy": dict(hidden=growth.MAX_SIZE), "brackets-hard": dict(hidden=growth.MAX_SIZE)}
 
 RECENT_LEN = 2000  # the latest steps' summaries, every step
 LONG_LEN = 2000  # plus the whole run, evenly thinned: every `stride`-th step, the stride doubling when full
@@ -87,7 +93,26 @@ _page_first = threading.Lock()
 def make_config(task: str = "sine", **settings) -> TrainConfig:
     """The dashboard's run config: small sizes, trajectories recorded, the widgets' values (model settings and
     live start values) over the library's defaults."""
-    return TrainConfig(**{**DASHBOARD_CONFIG, "task": task, **settings})
+    return TrainConfig(**{**DASHBOARD_CONFIG, **TASK_CONFIG.get(task, {}), "task": task, **settings})
+
+
+def refusal(**settings) -> str | None:
+    """Why the library refuses to build the dashboard's run of these settings (its one-line message), or None
+    when it builds one. The one judge of which combinations the page offers (dashboard/controls.py): the
+    library's own checks, `settings.check_config` and the model's fit to the task, by building the trainer
+    (which compiles nothing). Live controls and the seed shape no trainer: they are left out."""
+    structure = {k: v for k, v in settings.items() if k != "seed" and k not in LIVE}
+    return _refusal(make_config(**structure))
+
+
+@functools.lru_cache(maxsize=1024)
+def _refusal(config: TrainConfig) -> str | None:
+    try:
+        with xla_work():  # a bracket task's texts go to the device
+            build_trainer(config)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def get_trainer(config: TrainConfig) -> Trainer:
@@ -360,10 +385,9 @@ class Runner:
             "step": rows[-1]["step"],
             "fwd_trajectory": np.asarray(last["fwd_trajectory"]) if "fwd_trajectory" in last else None,
             "bwd_trajectory": np.asarray(last["bwd_trajectory"]) if "bwd_trajectory" in last else None,
-            "fwd_iters": np.asarray(last["fwd_iters"]),
-            "bwd_iters": np.asarray(last["bwd_iters"]),
-            "fwd_converged": np.asarray(last["fwd_converged"]),
-            "gates": np.asarray(last["gates"]),
+            # models without a fixed point to solve (seed 003's RNN) have no per-sample solve arrays: None
+            **{k: np.asarray(last[k]) if k in last else None for k in ("fwd_iters", "bwd_iters", "fwd_converged",
+                                                                        "gates")},
             **live,
         })
         self._times.append((time.monotonic(), rows[-1]["step"]))
@@ -619,6 +643,13 @@ class Runner:
         """One evaluation sample settling, unit by unit (`twnn_jax.settle_trace`), for the current network."""
         fn, at = settle_for(self.config), (np.int32(index), np.int32(time_step))
         return self._aux(("settle", index, time_step), lambda params, live: fn(params, live, *at))
+
+    def units(self) -> dict | None:
+        """A growing net's slots (seed 003, `twnn_jax.growth`): `active` (0/1) and each neuron's `score` (the add/
+        delete rule's), for the current parameters; None for other models."""
+        if "active" not in self.state.params:
+            return None
+        return self._aux("units", lambda params, live: {"active": params["active"], "score": growth.scores(params)})
 
     def generate(self) -> dict | None:
         """Free-running generation (sine only), or None."""

@@ -106,7 +106,7 @@ def click_step(at: AppTest, times: int = 1) -> None:
 def test_every_control_exists_and_can_be_set():
     at = new_app()
     expected = {"task", "solver", "grad_mode", "seed", "tol", "max_iter", "gate", "damping", "bwd_tol", "lr",
-                "warm_start"}
+                "model", "warm_start", "grow"}
     assert set(controls.CONTROLS) == expected
     # live controls: set each, the runner takes the value, the URL follows
     at.select_slider(key="tol").set_value(1e-5)
@@ -134,13 +134,14 @@ def test_every_control_exists_and_can_be_set():
     assert (r.config.solver, r.config.grad_mode, r.config.seed) == ("anderson", "one_step", 7)
     assert query(at)["solver"] == "anderson" and query(at)["seed"] == "7"
     assert r.live_values["tol"] == 1e-5  # live values carried over
-    assert set(at.selectbox(key="task").options) == {"sine", "digits", "adding"}
+    assert set(at.selectbox(key="task").options) == {"sine", "digits", "adding", "copy", "brackets-easy",
+                                                      "brackets-hard"}
 
 
 def test_url_parameters_in_range_are_applied():
     url = {"task": "sine", "solver": "damped", "grad_mode": "unrolled", "seed": "3", "tol": "2e-05",
              "max_iter": "40", "gate": "1.5", "damping": "0.25", "bwd_tol": "1e-06", "lr": "0.003",
-           "warm_start": "none"}
+           "model": "none", "warm_start": "none", "grow": "off"}
     at = new_app(**url)
     assert not at.warning, [w.value for w in at.warning]
     assert at.select_slider(key="tol").value == 2e-5  # off the 1-3 grid: kept exactly
@@ -160,7 +161,7 @@ def test_url_parameters_in_range_are_applied():
 
 
 def test_url_parameters_out_of_range_warn_and_fall_back():
-    at = new_app(tol="5", gate="abc", max_iter="0", solver="newton", task="copy", lr="-1", seed="1.5", bogus="1")
+    at = new_app(tol="5", gate="abc", max_iter="0", solver="newton", task="brackets", lr="-1", seed="1.5", bogus="1")
     text = " ".join(w.value for w in at.warning)
     for name, allowed in [("tol", "[1e-08, 1.0]"), ("gate", "[-20"), ("max_iter", "[1, 10000]"),
                           ("solver", "plain, damped, anderson"), ("task", "sine, digits, adding"),

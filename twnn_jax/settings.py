@@ -120,7 +120,7 @@ DECLARATION: tuple[Setting, ...] = (
             low=1e-6, high=1.0, live=True, log=True, dashboard=True),
     # -- the rest of a run's structure ------------------------------------------------------------------------
     Setting("model", str, None, "Model kind; none: the task's own (see twnn_jax.models.DEFAULT_MODEL).", "Model",
-            choices=MODEL_KINDS, optional=True),
+            choices=MODEL_KINDS, optional=True, dashboard=True),
     Setting("hidden", int, 32, "Width of the hidden state.", "Hidden units", low=1, high=4096, log=True),
     Setting("depth", int, 4, "Blocks of the resnet_plain model.", "Depth", low=1, high=64),
     Setting("batch_size", int, 64, "Samples per training step.", "Batch size", low=1, high=65536, log=True),
@@ -148,7 +148,7 @@ DECLARATION: tuple[Setting, ...] = (
     Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN), and the models small (sine's) and wormhole: on, "
             "start from one neuron (per hidden layer) and add and delete neurons by the paper's rule, up to `hidden`; "
             "off, a fixed net of `hidden` neurons.", "Grow",
-            choices=("off", "on")),
+            choices=("off", "on"), dashboard=True),
 )
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in DECLARATION}
@@ -293,6 +293,8 @@ def check_config(cfg) -> None:
                          f"{', '.join(GROWABLE_MODELS)} (sine's own)")
     if cfg.task.startswith("brackets") and cfg.model is not None:
         raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
+    if cfg.task.startswith("brackets") and cfg.warm_start is not None:
+        raise ValueError(f"warm_start must be none for the {cfg.task} task: seed 003's tanh RNN has no fixed point")
     if cfg.task == "adding" and cfg.seq_len < 2:
         raise ValueError(f"seq_len must be >= 2 for the adding task (the sequence length); got {cfg.seq_len}")
 

@@ -1,0 +1,59 @@
+"""The "Network size" section: a growing net (seed 003, `grow` on) live, its size over training and its neurons.
+
+Drawn with the live charts (a part of panels.render_charts: it redraws in place while training, and the
+HTML export includes it) from the run's history (`size`, `added`, `deleted` per step, written by the growth
+trainer) and `Runner.units()` (the active slots and each neuron's score, for the current parameters), by
+the pure builders of `twnn_jax.growth_figures`. Shapes are static (`twnn_jax.growth`): adding and deleting
+neurons changes a mask, never the compiled step.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from twnn_jax import growth, growth_figures
+
+from . import live_chart
+from .session import Runner
+
+CHART_KEYS = {"size": "chart_size", "units": "chart_units"}
+
+EXPLAIN = {
+    "size": "**What you see:** how many neurons the network has, step by step: it starts from one, and after every "
+            "step the paper's rule may add a neuron or delete one whose outgoing weights have shrunk below the "
+            "threshold (green and red marks: the size went up or down). **Try:** Play the hard text and "
+            "the easy one and compare where the size settles; Reset with another seed.",
+    "units": "**What you see:** every slot of the network: a filled dot is a neuron, blue when its score (the size "
+             "of its outgoing weights) is above the threshold, orange when at or below it, so the rule may delete "
+             "it; a grey ring is a free slot. Dots appear and vanish as the net grows and prunes itself. **Try:** "
+             "hover a neuron for its score; Step a few times and watch an orange one go or a new one come.",
+}
+
+
+def applies(runner: Runner) -> bool:
+    """The run grows (the `grow` setting on)."""
+    return runner.config.grow == "on"
+
+
+def figures(runner: Runner, snap: dict) -> dict:
+    """The section's figures (empty when the run does not grow)."""
+    if not applies(runner):
+        return {}
+    figs = {"size": growth_figures.size_figure(snap["history"], max_size=runner.config.hidden)}
+    units = runner.units()
+    if units is not None:
+        figs["units"] = growth_figures.units_figure(units["active"], units["score"], threshold=growth.THRESHOLD)
+    return figs
+
+
+def render(figs: dict) -> None:
+    """The section from the figures of `figures` (nothing when there are none)."""
+    if "size" not in figs:
+        return
+    st.subheader("Network size", anchor="network-size")
+    left, right = st.columns([3, 2])
+    for column, name in ((left, "size"), (right, "units")):
+        if name in figs:
+            with column:
+                live_chart.show(figs[name], key=CHART_KEYS[name])
+                st.caption(EXPLAIN[name])

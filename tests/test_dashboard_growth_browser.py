@@ -1,0 +1,76 @@
+"""A growing net (seed 003) in a real Chromium: brackets with growth on, Play, and the "Network size" chart
+follows training in place (the same element, redrawn) while the neurons view shows the net's active slots;
+a screenshot of the section (assets/screenshots/growth.png).
+
+Run with `python -m pytest -m browser tests/test_dashboard_growth_browser.py` (Debian's Chromium).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_dashboard_browser import (  # noqa: F401
+    IDLE,
+    JS_TAG,
+    SHOTS,
+    chart,
+    draws,
+    meta,
+    play_button,
+    pytestmark,
+    step_count,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, dashboard_server):
+    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
+        yield proc.url
+
+
+def test_brackets_with_growth_on_draws_the_size_live(app_url, page):
+    page.set_default_timeout(120_000)
+    page.goto(f"{app_url}/?task=brackets-hard&grow=on")
+    page.wait_for_selector(".st-key-play button:visible")
+    page.wait_for_selector(IDLE)
+    page.wait_for_selector(".st-key-chart_size .js-plotly-plot")
+    assert meta(page, "chart_size")["steps"] == 0
+    page.evaluate(JS_TAG, "chart_size")
+
+    play_button(page).click()
+    started = time.monotonic()
+    size = wait_for(lambda: (m := meta(page, "chart_size")) and len(m.get("sizes_seen", [])) >= 4 and m, 240,
+                    "the net to take four sizes while playing")
+    print(f"four sizes after {time.monotonic() - started:.1f} s, step {step_count(page)}")
+    before = draws(page, "chart_size")
+    wait_for(lambda: draws(page, "chart_size") > before, 30, "another redraw while training")
+    play_button(page).click()
+    page.wait_for_selector(".st-key-play button:visible:has-text('Play')")
+    page.wait_for_selector(IDLE)
+
+    # redrawn in place: the element tagged before Play is still the chart
+    assert page.evaluate("() => document.querySelector('.st-key-chart_size .js-plotly-plot').__testTag") == \
+        "same element"
+    size = wait_for(lambda: (m := meta(page, "chart_size")) and m["last_step"] == step_count(page) and m, 60,
+                    "the size chart up to the last step")
+    drawn = chart(page, "chart_size")
+    line = next(t for t in drawn["traces"] if t["name"] == "active neurons")
+    assert line["y"][0] == 1 and line["y"][-1] == size["last_size"] and max(line["y"]) > 1
+    units = wait_for(lambda: (m := meta(page, "chart_units")) and m.get("active") == size["last_size"] and m, 60,
+                     "the neurons view of the same net")
+    assert units["slots"] == 100 and len(units["active_slots"]) == units["active"]
+    assert page.locator("text=What you see: how many neurons").count() == 1
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#network-size").scroll_into_view_if_needed()
+    page.mouse.move(5, 995)
+    time.sleep(1.0)
+    top = page.locator("#network-size").bounding_box()
+    bottom = page.locator(".st-key-chart_units").bounding_box()
+    height = bottom["y"] + bottom["height"] - top["y"] + 200  # the captions below the charts
+    page.screenshot(path=str(SHOTS / "growth.png"), full_page=True,
+                    clip={"x": 0, "y": top["y"] - 10 + page.evaluate("window.scrollY"),
+                          "width": page.viewport_size["width"], "height": height})
+    assert (SHOTS / "growth.png").stat().st_size > 20_000
