@@ -21,8 +21,9 @@ CHART_KEYS = {"size": "chart_size", "units": "chart_units"}
 EXPLAIN = {
     "size": "**What you see:** how many neurons the network has, step by step: it starts from one, and after every "
             "step the paper's rule may add a neuron or delete one whose outgoing weights have shrunk below the "
-            "threshold (green and red marks: the size went up or down). **Try:** Play the hard text and "
-            "the easy one and compare where the size settles; Reset with another seed.",
+            "threshold (green and red marks: the size went up or down). **Try:** on the bracket tasks, Play the "
+            "hard text and the easy one and compare where the size settles; on sine, 1, 2 and 3 frequencies; "
+            "Reset with another seed.",
     "units": "**What you see:** every slot of the network: a filled dot is a neuron, blue when its score (the size "
              "of its outgoing weights) is above the threshold, orange when at or below it, so the rule may delete "
              "it; a grey ring is a free slot. Dots appear and vanish as the net grows and prunes itself. **Try:** "
@@ -39,7 +40,9 @@ def figures(runner: Runner, snap: dict) -> dict:
     """The section's figures (empty when the run does not grow)."""
     if not applies(runner):
         return {}
-    figs = {"size": growth_figures.size_figure(snap["history"], max_size=runner.config.hidden)}
+    per_step = "one 40-symbol cycle each" if runner.config.task.startswith("brackets") else "one batch each"
+    figs = {"size": growth_figures.size_figure(snap["history"], max_size=runner.config.hidden,
+                                               xtitle=f"training step ({per_step})")}
     units = runner.units()
     if units is not None:
         figs["units"] = growth_figures.units_figure(units["active"], units["score"], threshold=growth.THRESHOLD)

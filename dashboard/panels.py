@@ -219,6 +219,7 @@ def build_figures(runner: Runner, snap: dict) -> dict:
     figs["loss"] = figures.loss_figure(history, metric_name=None if task.metric_name == "mse" else task.metric_name)
     figs["sine" if runner.trainer.generate is not None else "samples"] = _second_figure(runner, snap)
     figs["gates"] = figures.gates_figure(history, latest["gates"] if latest else None)
+    figs.update(growth_view.figures(runner, snap))  # a growing wormhole net (sine's small net, grow on)
     return figs
 
 

@@ -70,8 +70,8 @@ def test_choices_offered_follow_the_task():
         if task.startswith("brackets"):
             assert models == {None} and grow == ("off", "on")  # seed 003's own RNN, which may grow
             assert controls.offered("warm_start", {"task": task, "model": None}) == (None,)
-        else:
-            assert grow == ("off",)
+        else:  # a wormhole net may grow (sine's small net); adding's wormhole RNN may not
+            assert grow == (("off", "on") if task == "sine" else ("off",)), (task, grow)
             assert (models - {None} <= SEQUENCE_MODELS) == (task in ("adding", "copy")), (task, models)
             assert None in models
         if task in ("adding", "copy"):
@@ -79,7 +79,8 @@ def test_choices_offered_follow_the_task():
         # and every value offered is one the library builds a run of
         for model in models:
             assert session.refusal(task=task, model=model) is None
-    assert "grow must be off" in session.refusal(task="sine", grow="on")
+    assert "grow must be off" in session.refusal(task="digits", grow="on")
+    assert session.refusal(task="sine", grow="on") is None
     assert "does not fit" in session.refusal(task="adding", model="resnet_fp")
 
 
@@ -113,10 +114,11 @@ def test_copy_with_an_lstm_renders_and_a_model_that_stops_fitting_goes_back_to_t
 
 @pytest.mark.e2e
 def test_grow_asked_for_where_it_does_not_apply_is_refused_in_one_line():
-    at = new_app(task="sine", grow="on")
+    at = new_app(task="digits", grow="on")
     notes = [i.value for i in at.sidebar.info]
-    assert notes == ["grow=on does not apply here (grow must be off for the sine task; growth (seed 003) is for "
-                     "brackets-easy and brackets-hard); using off."], notes
+    assert notes == ["grow=on does not apply here (grow must be off for the digits task with model resnet_fp; "
+                     "growth (seed 003) is for brackets-easy, brackets-hard and the models small and wormhole "
+                     "(sine's own model is small)); using off."], notes
     assert runner_of(at).config.grow == "off" and "grow" not in _shown(at)
 
 
@@ -177,3 +179,21 @@ def test_matrix_every_task_and_model_renders_and_steps(task, model):
     assert "loss" in specs and ("convergence" in specs) == r.trainer.model.uses_fix
     html = panels.figures_html(r)
     assert html.count("plotly-graph-div") >= 1
+
+
+@pytest.mark.unit
+def test_a_growing_sine_net_shows_its_size_beside_the_solve_views():
+    """Growth on a wormhole net (sine's small net, `twnn_jax.wormhole_growth`): the solve views stay and the
+    "Network size" section joins them, the same net in the chart and the readout."""
+    at = new_app(task="sine", grow="on")
+    r = runner_of(at)
+    assert (r.config.grow, r.trainer.model.kind) == ("on", "small")
+    click_step(at)
+    assert r.step(300) == 300
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = charts(at)
+    assert {"size", "convergence", "network", "sine"} <= set(specs)
+    size = specs["size"]["layout"]["meta"]
+    assert size["steps"] == 301 and size["ups"] >= 1 and size["last_size"] == int(metric(at, "Neurons"))
+    assert specs["size"]["layout"]["xaxis"]["title"]["text"] == "training step (one batch each)"

@@ -25,7 +25,8 @@ LOW_COLOR = "#ff7f0e"  # a neuron at or below the score threshold (the rule may 
 FREE_COLOR = "#c7c7c7"
 
 
-def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active neurons per step") -> dict:
+def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active neurons per step",
+                xtitle: str = "training step") -> dict:
     """Active neurons per training step (a step line), with the steps where the size went up (green) or down
     (red) since the previous row of `history` (a thinned history marks the net change between its rows);
     the number of slots (`max_size`) in the title."""
@@ -53,8 +54,7 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active 
             "max_size": int(max_size),
             "sizes_seen": sorted({int(h["size"]) for h in rows}) if n else [],
             "ups": int(np.sum(change > 0)) if n else 0, "downs": int(np.sum(change < 0)) if n else 0}
-    return _figure(traces, f"{title} (of {max_size} slots)", "training step (one 40-symbol cycle each)",
-                   "active neurons", layout=layout, meta=meta)
+    return _figure(traces, f"{title} (of {max_size} slots)", xtitle, "active neurons", layout=layout, meta=meta)
 
 
 def units_figure(active, score, *, threshold: float, title: str = "Neurons") -> dict:

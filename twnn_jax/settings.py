@@ -290,7 +290,7 @@ def check_config(cfg) -> None:
             (cfg.model or DEFAULT_MODEL[cfg.task]) not in GROWABLE_MODELS:
         raise ValueError(f"grow must be off for the {cfg.task} task with model {cfg.model or DEFAULT_MODEL[cfg.task]}; "
                          f"growth (seed 003) is for brackets-easy, brackets-hard and the models "
-                         f"{', '.join(GROWABLE_MODELS)} (sine's own)")
+                         f"{' and '.join(GROWABLE_MODELS)} (sine's own model is small)")
     if cfg.task.startswith("brackets") and cfg.model is not None:
         raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
     if cfg.task.startswith("brackets") and cfg.warm_start is not None:
