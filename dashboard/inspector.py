@@ -45,7 +45,7 @@ def _inputs_and_scores(runner: Runner, ev: dict) -> dict:
 def chosen_index(ev: dict) -> int:
     """The settling view's sample (its picker's value: slowest, fastest or an index)."""
     pick = st.session_state.get(teaching.SAMPLE_KEY) or "slowest"
-    return teaching._choose(np.asarray(ev["fwd_iters"]), pick)
+    return teaching.choose_sample(np.asarray(ev["fwd_iters"]), pick)
 
 
 def build(runner: Runner, chosen: int | None = None) -> dict:

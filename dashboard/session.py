@@ -607,7 +607,15 @@ class Runner:
                 "live": dict(self._live[0]),
             }
 
-    def _aux(self, name: str, fn, values: dict | None = None, params_at: tuple | None = None):
+    def state_and_step(self) -> tuple:
+        """The current training state and its step count, read together."""
+        with self._lock:
+            return self.state, self.step_count
+
+    def cached(self, name: str, fn, values: dict | None = None, params_at: tuple | None = None):
+        """`fn(params, live)` for this run's parameters (or `params_at`: (params, step)) and live values (or
+        `values`), fetched to the host and cached per (name, step, live values): every page computation goes
+        through it (evaluate, generate, contraction, the views), ahead of the training calls (`_page_first`)."""
         if fn is None:
             return None
         if params_at is None:
@@ -628,7 +636,7 @@ class Runner:
 
     def evaluate(self, **changes) -> dict:
         """Per-sample results on the evaluation set for the current network; `changes` override live values."""
-        return self._aux("evaluate", self.trainer.evaluate, values={**self._live[0], **changes} if changes else None)
+        return self.cached("evaluate", self.trainer.evaluate, values={**self._live[0], **changes} if changes else None)
 
     def _warm_settle(self) -> None:
         if self.trainer.model.spec is not None:  # models with a fixed point: the network views' trace
@@ -642,18 +650,18 @@ class Runner:
     def settle(self, index: int, time_step: int = -1) -> dict:
         """One evaluation sample settling, unit by unit (`twnn_jax.settle_trace`), for the current network."""
         fn, at = settle_for(self.config), (np.int32(index), np.int32(time_step))
-        return self._aux(("settle", index, time_step), lambda params, live: fn(params, live, *at))
+        return self.cached(("settle", index, time_step), lambda params, live: fn(params, live, *at))
 
     def units(self) -> dict | None:
         """A growing net's slots (seed 003, `twnn_jax.growth`): `active` (0/1) and each neuron's `score` (the add/
         delete rule's), for the current parameters; None for other models."""
         if "active" not in self.state.params:
             return None
-        return self._aux("units", lambda params, live: {"active": params["active"], "score": growth.scores(params)})
+        return self.cached("units", lambda params, live: {"active": params["active"], "score": growth.scores(params)})
 
     def generate(self) -> dict | None:
         """Free-running generation (sine only), or None."""
-        return self._aux("generate", self.trainer.generate)
+        return self.cached("generate", self.trainer.generate)
 
     def contraction(self, max_age_s: float = CONTRACTION_EVERY_S) -> np.ndarray | None:
         """Per-sample estimate of ||J|| at the fixed point, or None when the model has no fixed point.
@@ -666,7 +674,7 @@ class Runner:
         last = self._contraction_last
         if (self.playing and last is not None and last[0] == values and time.monotonic() - last[1] < max_age_s):
             return last[2]
-        out = self._aux("contraction", self.trainer.contraction, values=values)
+        out = self.cached("contraction", self.trainer.contraction, values=values)
         self._contraction_last = (values, time.monotonic(), out)
         return out
 
@@ -678,7 +686,7 @@ class Runner:
                 "converged_frac": []}
         base = dict(self._live[0])
         for v in values:
-            ev = self._aux("evaluate", self.trainer.evaluate, values={**base, control: v}, params_at=params_at)
+            ev = self.cached("evaluate", self.trainer.evaluate, values={**base, control: v}, params_at=params_at)
             rows["values"].append(v)
             rows["fwd_iters_mean"].append(float(np.mean(ev["fwd_iters"])))
             rows["fwd_iters_max"].append(int(np.max(ev["fwd_iters"])))

@@ -44,18 +44,17 @@ def sample_index(runner: Runner) -> int:
     pick = st.session_state.get("_view_sample")
     if pick is None:
         return 0
-    from .teaching import _choose
+    from .teaching import choose_sample
 
     iters = np.asarray(runner.evaluate()["fwd_iters"])
-    return _choose(iters, pick)
+    return choose_sample(iters, pick)
 
 
 def compare(runner: Runner, index: int) -> dict:
     """The comparison for the current parameters and live values (cached per step, live values and sample)."""
     fn = solve_vs_pass.compare_for(runner.config)
-    with runner._lock:  # parameters and surrogate of the same step
-        state, step = runner.state, runner.step_count
-    return runner._aux(("solve_vs_pass", index), lambda p, live: fn(p[0], p[1], live, np.int32(index)),
+    state, step = runner.state_and_step()  # parameters and surrogate of the same step
+    return runner.cached(("solve_vs_pass", index), lambda p, live: fn(p[0], p[1], live, np.int32(index)),
                        params_at=((state.params, state.surrogate["params"]), step))
 
 

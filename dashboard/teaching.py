@@ -139,7 +139,7 @@ def _flip_direction() -> None:
     st.session_state[DIR_KEY] = DIRECTIONS[1 - DIRECTIONS.index(st.session_state.get(DIR_KEY, "forward"))]
 
 
-def _choose(iters: np.ndarray, pick) -> int:
+def choose_sample(iters: np.ndarray, pick) -> int:
     """The sample index for a picker value: "fastest", an index (clipped to the set), else the slowest (the
     default, also for a value the picker has not validated yet, e.g. while the views compile)."""
     if pick == "fastest":
@@ -176,7 +176,7 @@ def build(runner: Runner, params, pick="slowest", iteration="end", time_step="sl
     trainer = runner.trainer
     layout = network_layout(trainer.model, trainer.task)
     ev = runner.evaluate()
-    index = _choose(np.asarray(ev["fwd_iters"]), pick)
+    index = choose_sample(np.asarray(ev["fwd_iters"]), pick)
     trace = runner.settle(index, -1 if time_step == "slowest" else int(time_step))
     backward = direction == "backward"
     timeline = trace["adjoint"] if backward else trace
@@ -272,7 +272,7 @@ def render(runner: Runner, kind: str | None, frozen: bool) -> None:
     iters = np.asarray(ev["fwd_iters"])
     row[0].selectbox(
         "Sample", options, key=SAMPLE_KEY,
-        format_func=lambda o: (f"{o} (#{_choose(iters, o)}, {int(iters[_choose(iters, o)])} iterations)"
+        format_func=lambda o: (f"{o} (#{choose_sample(iters, o)}, {int(iters[choose_sample(iters, o)])} iterations)"
                                if o in PICKS else _sample_label(o, ev, trainer.task.name)),
         help="Which input of the evaluation set to watch: the slowest to settle (default), the fastest, or any.")
     time_step = "slowest"
@@ -288,7 +288,7 @@ def render(runner: Runner, kind: str | None, frozen: bool) -> None:
     if direction not in DIRECTIONS:
         direction = "forward"
     st.session_state[DIR_KEY] = direction
-    trace = runner.settle(_choose(iters, pick), -1 if time_step == "slowest" else int(time_step))
+    trace = runner.settle(choose_sample(iters, pick), -1 if time_step == "slowest" else int(time_step))
     count = int((trace["adjoint"] if direction == "backward" else trace)["count"])
     # the slider: at the end (the fixed point) unless moved; it stays at the end when the count changes
     stored = st.session_state.get(ITER_KEY)

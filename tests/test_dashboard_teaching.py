@@ -201,6 +201,6 @@ def test_the_sample_picker_value_falls_back_to_the_slowest():
     """A picker value the page has not validated yet (an inspector fragment can run while the views compile)
     reads as the slowest sample, never an error (a CI run once saw a traceback from a text value here)."""
     iters = np.array([3, 9, 1, 5])
-    assert teaching._choose(iters, "slowest") == 1 and teaching._choose(iters, "fastest") == 2
-    assert teaching._choose(iters, 3) == 3 and teaching._choose(iters, np.int64(7)) == 3
-    assert teaching._choose(iters, "a label, not an index") == 1 and teaching._choose(iters, None) == 1
+    assert teaching.choose_sample(iters, "slowest") == 1 and teaching.choose_sample(iters, "fastest") == 2
+    assert teaching.choose_sample(iters, 3) == 3 and teaching.choose_sample(iters, np.int64(7)) == 3
+    assert teaching.choose_sample(iters, "a label, not an index") == 1 and teaching.choose_sample(iters, None) == 1

@@ -49,7 +49,8 @@ TARGET_COLOR = "#7f7f7f"
 GATE_COLORS = ("#9467bd", "#17becf", "#8c564b")
 
 
-def _scatter(x, y, **props) -> dict:
+def scatter_trace(x, y, **props) -> dict:
+    """A Plotly scatter trace as a plain dict (the builders of every `*_figures` module use it)."""
     return {"type": "scatter", "x": x, "y": y, **props}
 
 
@@ -67,7 +68,7 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _figure(traces: list, title: str, xtitle: str, ytitle: str, *, height: int = 330, meta: dict | None = None,
+def base_figure(traces: list, title: str, xtitle: str, ytitle: str, *, height: int = 330, meta: dict | None = None,
             layout: dict | None = None) -> dict:
     """The figure dict with this module's common layout; `layout` is merged over it."""
     common = {
@@ -84,7 +85,7 @@ def _figure(traces: list, title: str, xtitle: str, ytitle: str, *, height: int =
     return {"data": traces, "layout": {**_merge(common, layout or {}), "meta": meta or {}}}
 
 
-def _note(text: str) -> dict:
+def note_annotation(text: str) -> dict:
     """A grey note in the middle of an empty plot (a layout annotation)."""
     return {"text": text, "x": 0.5, "y": 0.85, "xref": "paper", "yref": "paper", "showarrow": False,
             "font": {"size": 14, "color": "#888"}}
@@ -94,7 +95,8 @@ def _note(text: str) -> dict:
 _SECOND_Y = {"xaxis": {"domain": [0.0, 0.94]}, "yaxis2": {"anchor": "x", "overlaying": "y", "side": "right"}}
 
 
-def _column(history: Sequence[dict], name: str, dtype=float) -> np.ndarray:
+def history_column(history: Sequence[dict], name: str, dtype=float) -> np.ndarray:
+    """One key of a run's per-step rows as an array (NaN where a row has None or lacks it)."""
     out = []
     for h in history:
         v = h.get(name)
@@ -102,7 +104,7 @@ def _column(history: Sequence[dict], name: str, dtype=float) -> np.ndarray:
     return np.asarray(out, dtype=dtype)
 
 
-def _stride(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
+def thin_indices(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
     """Indices of at most `max_points` of `n` evenly strided points, always keeping the last."""
     if n <= max_points:
         return np.arange(n)
@@ -145,35 +147,35 @@ def loss_figure(history: Sequence[dict], *, metric_name: str | None = None, titl
         layout = _merge(layout, _SECOND_Y)
     n = len(history)
     if n == 0:
-        layout["annotations"] = [_note("no steps yet: press Play or Step")]
+        layout["annotations"] = [note_annotation("no steps yet: press Play or Step")]
     else:
-        idx = _stride(n)
-        steps = _column(history, "step")[idx]
-        loss = _column(history, "loss")
+        idx = thin_indices(n)
+        steps = history_column(history, "step")[idx]
+        loss = history_column(history, "loss")
         pos = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
         window = max(1, min(50, n // 10))
         smooth = _running_mean(pos, window)
-        traces.append(_scatter(steps, pos[idx], mode="lines", name="loss", opacity=0.35,
+        traces.append(scatter_trace(steps, pos[idx], mode="lines", name="loss", opacity=0.35,
                                line={"color": FWD_COLOR, "width": 1}))
-        traces.append(_scatter(steps, smooth[idx], mode="lines", name=f"loss (mean of {window})",
+        traces.append(scatter_trace(steps, smooth[idx], mode="lines", name=f"loss (mean of {window})",
                                line={"color": FWD_COLOR, "width": 2.5}))
-        skipped = _column(history, "skipped", dtype=bool) if "skipped" in history[0] else np.zeros(n, bool)
+        skipped = history_column(history, "skipped", dtype=bool) if "skipped" in history[0] else np.zeros(n, bool)
         bad = np.flatnonzero(skipped | ~np.isfinite(loss))
         if bad.size:
-            bad = bad[_stride(bad.size, 300)]
+            bad = bad[thin_indices(bad.size, 300)]
             top = np.nanmax(pos) if np.any(np.isfinite(pos)) else 1.0
-            traces.append(_scatter(_column(history, "step")[bad], np.full(bad.size, top), mode="markers",
+            traces.append(scatter_trace(history_column(history, "step")[bad], np.full(bad.size, top), mode="markers",
                                    name="skipped (non-finite)", marker={"symbol": "x", "color": BAD_COLOR, "size": 9}))
         if metric_name is not None:
-            metric = _finite_or_nan(_column(history, "metric"))
-            traces.append(_scatter(steps, _running_mean(metric, window)[idx], mode="lines", name=metric_name,
+            metric = _finite_or_nan(history_column(history, "metric"))
+            traces.append(scatter_trace(steps, _running_mean(metric, window)[idx], mode="lines", name=metric_name,
                                    line={"color": "#2ca02c", "width": 2}, yaxis="y2"))
             layout["yaxis2"].update(title={"text": metric_name}, showgrid=False)
             finite = metric[np.isfinite(metric)]
             if finite.size and finite.min() >= 0 and finite.max() <= 1:  # a rate (accuracy): show all of [0, 1]
                 layout["yaxis2"]["range"] = [0, 1.02]
     last = history[-1] if n else {}
-    return _figure(traces, title, "training step", "loss", layout=layout,
+    return base_figure(traces, title, "training step", "loss", layout=layout,
                    meta={"kind": "loss", "steps": n, "last_step": last.get("step"), "last_loss": last.get("loss")})
 
 
@@ -203,34 +205,35 @@ def iterations_figure(history: Sequence[dict], *, max_iter: int | None = None,
     layout: dict = {}
     n = len(history)
     if n == 0:
-        layout["annotations"] = [_note("no steps yet: press Play or Step")]
+        layout["annotations"] = [note_annotation("no steps yet: press Play or Step")]
     else:
-        idx = _stride(n)
-        steps = _column(history, "step")
+        idx = thin_indices(n)
+        steps = history_column(history, "step")
         for prefix, color, label in (("fwd", FWD_COLOR, "forward"), ("bwd", BWD_COLOR, "backward")):
-            mean = _column(history, f"{prefix}_iters_mean")
-            mx = _column(history, f"{prefix}_iters_max")
-            traces.append(_scatter(steps[idx], mean[idx], mode="lines", name=f"{label} mean",
+            mean = history_column(history, f"{prefix}_iters_mean")
+            mx = history_column(history, f"{prefix}_iters_max")
+            traces.append(scatter_trace(steps[idx], mean[idx], mode="lines", name=f"{label} mean",
                                    line={"color": color, "width": 2.5}))
-            traces.append(_scatter(steps[idx], mx[idx], mode="lines", name=f"{label} max",
+            traces.append(scatter_trace(steps[idx], mx[idx], mode="lines", name=f"{label} max",
                                    line={"color": color, "width": 1, "dash": "dot"}))
             frac_key = "converged_frac" if prefix == "fwd" else "bwd_converged_frac"
-            frac = _column(history, frac_key)
+            frac = history_column(history, frac_key)
             bad = np.flatnonzero(frac < 1.0)
             if bad.size:
-                bad = bad[_stride(bad.size)]
-                traces.append(_scatter(
+                bad = bad[thin_indices(bad.size)]
+                traces.append(scatter_trace(
                     steps[bad], mx[bad], mode="markers", name=f"{label} not converged",
                     marker={"symbol": "x" if prefix == "fwd" else "circle-open", "color": BAD_COLOR, "size": 8},
                     customdata=np.round(100 * (1 - frac[bad]), 1),
                     hovertemplate="step %{x}: %{customdata}% of samples not converged<extra></extra>",
                 ))
-        peak = np.nanmax(np.concatenate([_column(history, "fwd_iters_max"), _column(history, "bwd_iters_max")]))
+        peak = np.nanmax(np.concatenate([history_column(history, "fwd_iters_max"),
+                                         history_column(history, "bwd_iters_max")]))
         if max_iter is not None and np.isfinite(peak) and peak >= 0.5 * max_iter:  # the cap matters: show it
-            traces.append(_scatter([steps[0], steps[-1]], [max_iter, max_iter], mode="lines",
+            traces.append(scatter_trace([steps[0], steps[-1]], [max_iter, max_iter], mode="lines",
                                    name=f"max_iter {max_iter}", line={"color": "#999", "dash": "dash", "width": 1}))
     last = history[-1] if n else {}
-    return _figure(traces, title, "training step", "iterations per sample", layout=layout,
+    return base_figure(traces, title, "training step", "iterations per sample", layout=layout,
                    meta={"kind": "iterations", "steps": n, "last_step": last.get("step"),
                          "fwd_iters_mean": last.get("fwd_iters_mean"), "bwd_iters_mean": last.get("bwd_iters_mean")})
 
@@ -238,18 +241,18 @@ def iterations_figure(history: Sequence[dict], *, max_iter: int | None = None,
 def converged_fraction_figure(history: Sequence[dict], *, title: str = "Converged fraction per step") -> dict:
     """Fraction of the batch whose forward / backward solve converged, per training step."""
     n = len(history)
-    idx = _stride(n)
-    steps = _column(history, "step")[idx]
+    idx = thin_indices(n)
+    steps = history_column(history, "step")[idx]
     traces = [
-        _scatter(steps, _column(history, "converged_frac")[idx], mode="lines", name="forward",
+        scatter_trace(steps, history_column(history, "converged_frac")[idx], mode="lines", name="forward",
                  line={"color": FWD_COLOR, "width": 2.5}),
-        _scatter(steps, _column(history, "bwd_converged_frac")[idx], mode="lines", name="backward",
+        scatter_trace(steps, history_column(history, "bwd_converged_frac")[idx], mode="lines", name="backward",
                  line={"color": BWD_COLOR, "width": 1.5, "dash": "dot"}),
     ]
     layout: dict = {"yaxis": {"range": [-0.02, 1.02]}}
     if n == 0:
-        layout["annotations"] = [_note("no steps yet")]
-    return _figure(traces, title, "training step", "fraction of samples", layout=layout,
+        layout["annotations"] = [note_annotation("no steps yet")]
+    return base_figure(traces, title, "training step", "fraction of samples", layout=layout,
                    meta={"kind": "converged_fraction", "steps": n})
 
 
@@ -275,8 +278,9 @@ def gates_figure(history: Sequence[dict], gates: np.ndarray | None = None, *,
     }
     n = len(history)
     if n:
-        idx = _stride(n)
-        traces.append(_scatter(_column(history, "step")[idx], _column(history, "gate_mean")[idx], mode="lines",
+        idx = thin_indices(n)
+        traces.append(scatter_trace(history_column(history, "step")[idx], history_column(history, "gate_mean")[idx],
+                                    mode="lines",
                                name="mean gate", line={"color": GATE_COLORS[0], "width": 2.5}, showlegend=False,
                                xaxis="x", yaxis="y"))
     if gates is not None and np.size(gates):
@@ -287,11 +291,11 @@ def gates_figure(history: Sequence[dict], gates: np.ndarray | None = None, *,
                            "xbins": {"start": 0.0, "end": 1.0001, "size": 0.05}, "xaxis": "x2", "yaxis": "y2"})
         layout["barmode"] = "overlay"
     elif gates is not None:
-        notes.append(_note("this model has no wormholes (no gates)"))
+        notes.append(note_annotation("this model has no wormholes (no gates)"))
     if not n and gates is None:
-        notes.append(_note("no steps yet: press Play or Step"))
+        notes.append(note_annotation("no steps yet: press Play or Step"))
     layout["annotations"] = notes
-    return _figure(traces, title, "training step", "gate", layout=layout, meta={"kind": "gates", "steps": n})
+    return base_figure(traces, title, "training step", "gate", layout=layout, meta={"kind": "gates", "steps": n})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,7 +355,7 @@ def convergence_figure(
             continue
         first, last = group[0][0], group[-1][0]
         name = f"step {last} (latest)" if newest else (f"step {first}" if first == last else f"steps {first}–{last}")
-        traces.append(_scatter(
+        traces.append(scatter_trace(
             np.concatenate([g[1] for g in group]), np.concatenate([g[2] for g in group]),
             customdata=np.concatenate([np.full(g[1].size, g[0]) for g in group]),
             mode="lines+markers" if newest else "lines", name=name, opacity=opacity,
@@ -361,7 +365,7 @@ def convergence_figure(
     x_end = max(longest, 2)
     # the tolerance line spans the x range (half an iteration each side): no fixed axis range, so a
     # user's zoom survives redraws (Plotly's uirevision keeps it only while the figure leaves the range unset)
-    traces.append(_scatter([0.5, x_end + 0.5], [tol, tol], mode="lines", name=f"{tol_label} = {tol:.0e}",
+    traces.append(scatter_trace([0.5, x_end + 0.5], [tol, tol], mode="lines", name=f"{tol_label} = {tol:.0e}",
                            line={"color": TOL_COLOR, "dash": "dash", "width": 2}, hoverinfo="skip"))
     layout: dict = {
         "yaxis": {"type": "log", "exponentformat": "power", "dtick": 1 if _decades(every + [tol]) >= 2 else None},
@@ -371,13 +375,13 @@ def convergence_figure(
         "margin": {"t": 50, "b": 70},
     }
     if n == 0:
-        layout["annotations"] = [_note("no steps yet: press Play or Step")]
+        layout["annotations"] = [note_annotation("no steps yet: press Play or Step")]
     elif iters is not None and capacity and np.max(iters) > capacity:
         layout["annotations"] = [{
             "text": f"some solves ran {int(np.max(iters))} iterations; the first {capacity} are shown",
             "x": 1.0, "y": 0.0, "xref": "paper", "yref": "paper", "xanchor": "right", "yanchor": "bottom",
             "showarrow": False, "font": {"size": 11, "color": "#666"}}]
-    return _figure(traces, title, "iteration", "residual ‖zₜ − zₜ₋₁‖", height=360, layout=layout,
+    return base_figure(traces, title, "iteration", "residual ‖zₜ − zₜ₋₁‖", height=360, layout=layout,
                    meta={"kind": "convergence", "tol": float(tol), "steps": steps[-n:] if n else [],
                          "last_step": steps[-1] if n else None})
 
@@ -398,10 +402,10 @@ def iterations_histogram(fwd_iters: np.ndarray | None, bwd_iters: np.ndarray | N
                        "opacity": 0.65})
         span = max(span, int(a.max()))
     if not traces:
-        layout["annotations"] = [_note("no steps yet: press Play or Step")]
+        layout["annotations"] = [note_annotation("no steps yet: press Play or Step")]
     elif span <= 15:
         layout["xaxis"] = {"dtick": 1}
-    return _figure(traces, title, "iterations", "samples", layout=layout, meta={"kind": "histogram"})
+    return base_figure(traces, title, "iterations", "samples", layout=layout, meta={"kind": "histogram"})
 
 
 def sine_figure(series: np.ndarray, target: np.ndarray, *, sample: int = 0, title: str | None = None,
@@ -420,14 +424,14 @@ def sine_figure(series: np.ndarray, target: np.ndarray, *, sample: int = 0, titl
     traces: list = []
     if window is not None:
         w = np.asarray(window, float).ravel()
-        traces.append(_scatter(np.arange(-w.size, 0), w, mode="lines", name="seed window",
+        traces.append(scatter_trace(np.arange(-w.size, 0), w, mode="lines", name="seed window",
                                line={"color": "#2ca02c", "width": 2}))
-    traces.append(_scatter(t, target, mode="lines", name="target",
+    traces.append(scatter_trace(t, target, mode="lines", name="target",
                            line={"color": TARGET_COLOR, "width": 2, "dash": "dash"}))
-    traces.append(_scatter(t, _finite_or_nan(series), mode="lines", name="generated (free-running)",
+    traces.append(scatter_trace(t, _finite_or_nan(series), mode="lines", name="generated (free-running)",
                            line={"color": FWD_COLOR, "width": 2.5}))
     title = title or f"Free-running generation (RMSE {_fmt(rmse)})"
-    return _figure(traces, title, "time step (model output fed back)", "value", meta={"kind": "sine", "rmse": rmse})
+    return base_figure(traces, title, "time step (model output fed back)", "value", meta={"kind": "sine", "rmse": rmse})
 
 
 def sample_scatter_figure(fwd_iters: np.ndarray, sample_loss: np.ndarray, *, converged: np.ndarray | None = None,
@@ -441,14 +445,14 @@ def sample_scatter_figure(fwd_iters: np.ndarray, sample_loss: np.ndarray, *, con
     layout: dict = {}
     for mask, color, name in ((conv, FWD_COLOR, "converged"), (~conv, BAD_COLOR, "not converged")):
         if mask.any():
-            traces.append(_scatter(it[mask] + jitter[mask], loss[mask], mode="markers", name=name,
+            traces.append(scatter_trace(it[mask] + jitter[mask], loss[mask], mode="markers", name=name,
                                    marker={"color": color, "size": 6, "opacity": 0.6}))
     if it.size == 0:
-        layout["annotations"] = [_note("no evaluation yet")]
+        layout["annotations"] = [note_annotation("no evaluation yet")]
     pos = loss[np.isfinite(loss)]
     if pos.size and np.all(pos > 0) and pos.max() / max(pos.min(), 1e-30) > 100:
         layout["yaxis"] = {"type": "log"}
-    return _figure(traces, title, "forward iterations", "sample loss", layout=layout, meta={"kind": "samples"})
+    return base_figure(traces, title, "forward iterations", "sample loss", layout=layout, meta={"kind": "samples"})
 
 
 def sweep_figure(values: Sequence[float], fwd_iters_mean: Sequence[float], fwd_iters_max: Sequence[float],
@@ -458,27 +462,27 @@ def sweep_figure(values: Sequence[float], fwd_iters_mean: Sequence[float], fwd_i
     """How forward iterations (left axis) and the error (right axis) respond to one control."""
     x = np.asarray(values, float)
     traces = [
-        _scatter(x, np.asarray(fwd_iters_mean, float), mode="lines+markers", name="fwd iters (mean)",
+        scatter_trace(x, np.asarray(fwd_iters_mean, float), mode="lines+markers", name="fwd iters (mean)",
                  line={"color": FWD_COLOR, "width": 2.5}),
-        _scatter(x, np.asarray(fwd_iters_max, float), mode="lines", name="fwd iters (max)",
+        scatter_trace(x, np.asarray(fwd_iters_max, float), mode="lines", name="fwd iters (max)",
                  line={"color": FWD_COLOR, "width": 1, "dash": "dot"}),
-        _scatter(x, _finite_or_nan(error), mode="lines+markers", name=error_name,
+        scatter_trace(x, _finite_or_nan(error), mode="lines+markers", name=error_name,
                  line={"color": "#2ca02c", "width": 2}, yaxis="y2"),
     ]
     if converged_frac is not None:
         frac = np.asarray(converged_frac, float)
         bad = frac < 1
         if bad.any():
-            traces.append(_scatter(x[bad], np.asarray(fwd_iters_max, float)[bad], mode="markers",
+            traces.append(scatter_trace(x[bad], np.asarray(fwd_iters_max, float)[bad], mode="markers",
                                    name="some not converged", marker={"symbol": "x", "color": BAD_COLOR, "size": 9}))
     if current is not None and x.size:
         top = float(np.nanmax(np.asarray(fwd_iters_max, float))) if x.size else 1.0
-        traces.append(_scatter([current, current], [0, top], mode="lines", name=f"current {control}",
+        traces.append(scatter_trace([current, current], [0, top], mode="lines", name=f"current {control}",
                                line={"color": "#999", "dash": "dash", "width": 1.5}, hoverinfo="skip"))
     layout = _merge(_SECOND_Y, {"yaxis2": {"title": {"text": error_name}, "showgrid": False, "tickformat": ".3g"}})
     if log_x:
         layout["xaxis"].update(type="log", exponentformat="power", dtick=1 if _decades(x) >= 2 else None)
-    return _figure(traces, f"Sweep of {control} (fixed network, evaluation set)", control, "forward iterations",
+    return base_figure(traces, f"Sweep of {control} (fixed network, evaluation set)", control, "forward iterations",
                    layout=layout, meta={"kind": "sweep", "control": control})
 
 
@@ -531,11 +535,11 @@ def digits_accuracy_figure(digits: dict) -> dict:
         traces.append({"type": "bar", "x": [r["label"]], "y": [r["accuracy_mean"]], "marker": {"color": color},
                        "name": r["label"], "error_y": {"type": "data", "array": [r["accuracy_std"] or 0.0]},
                        "showlegend": False, **_cell(1)})
-        traces.append(_scatter([r["label"]] * len(seeds), seeds, mode="markers", showlegend=False,
+        traces.append(scatter_trace([r["label"]] * len(seeds), seeds, mode="markers", showlegend=False,
                                name=f"{r['label']}, per seed", marker={"color": "black", "size": 7}, **_cell(1)))
         curves = np.array([[a for _, a in s["curve"]] for s in r["per_seed"]], float)
         steps = [k for k, _ in r["per_seed"][0]["curve"]]
-        traces.append(_scatter(steps, curves.mean(0), mode="lines+markers", name=r["label"],
+        traces.append(scatter_trace(steps, curves.mean(0), mode="lines+markers", name=r["label"],
                                line={"color": color}, **_cell(2)))
     low = min(min(s["accuracy"] for s in r["per_seed"]) for r in digits["rows"])
     _axis(layout, "yaxis", title={"text": "accuracy (%)"}, range=[max(0.0, low - 3), 100])
@@ -543,7 +547,7 @@ def digits_accuracy_figure(digits: dict) -> dict:
     _axis(layout, "xaxis2", title={"text": "training step"}, type="log")
     title = (f"8x8 digits, {digits['n_test']} test samples (1 sample = {digits['one_test_sample_points']:.2f} "
              "points)")
-    return _figure(traces, title, "", "", height=500, layout=layout, meta={"kind": "digits_accuracy"})
+    return base_figure(traces, title, "", "", height=500, layout=layout, meta={"kind": "digits_accuracy"})
 
 
 def settle_figure(settle: dict) -> dict:
@@ -561,14 +565,14 @@ def settle_figure(settle: dict) -> dict:
     for ok, name, color in ((True, "correct", FWD_COLOR), (False, "wrong", BAD_COLOR)):
         sel = correct == ok
         for k, key in ((1, "confidence"), (2, "loss")):
-            traces.append(_scatter(iters[sel] + jitter[sel], np.asarray(s[key], float)[sel], mode="markers",
+            traces.append(scatter_trace(iters[sel] + jitter[sel], np.asarray(s[key], float)[sel], mode="markers",
                                    name=name, showlegend=k == 1, legendgroup=name,
                                    marker={"color": color, "size": 5, "opacity": 0.6}, **_cell(k)))
     for axis in ("xaxis", "xaxis2"):
         _axis(layout, axis, title={"text": "forward iterations (both blocks, jittered)"})
     _axis(layout, "yaxis", title={"text": "max softmax"})
     _axis(layout, "yaxis2", title={"text": "cross-entropy"}, type="log")
-    return _figure(traces, f"Do easy inputs settle faster? (trained TWNN, test set, seed {s['seed']})", "", "",
+    return base_figure(traces, f"Do easy inputs settle faster? (trained TWNN, test set, seed {s['seed']})", "", "",
                    height=500, layout=layout, meta={"kind": "settle"})
 
 
@@ -583,13 +587,13 @@ def sine_generation_figure(sine: dict) -> dict:
     traces: list = []
     for i, c in enumerate(cases):
         t = np.arange(len(c["target"][0]))
-        traces.append(_scatter(t, _finite_or_nan(c["series"][0]), mode="lines", name="generated (free-running)",
+        traces.append(scatter_trace(t, _finite_or_nan(c["series"][0]), mode="lines", name="generated (free-running)",
                                legendgroup="generated", showlegend=i == 0,
                                line={"color": BAD_COLOR, "width": 3}, **_cell(i + 1)))
-        traces.append(_scatter(t, c["target"][0], mode="lines", name="target", legendgroup="target",
+        traces.append(scatter_trace(t, c["target"][0], mode="lines", name="target", legendgroup="target",
                                showlegend=i == 0, line={"color": "black", "dash": "dot"}, **_cell(i + 1)))
         points = c["free_rmse_during_training"]
-        traces.append(_scatter([k for k, _ in points], [v for _, v in points], mode="lines+markers",
+        traces.append(scatter_trace([k for k, _ in points], [v for _, v in points], mode="lines+markers",
                                name=f"{c['n_freqs']} freq, window {c['window']}",
                                line={"color": PALETTE[i % len(PALETTE)]}, **_cell(n + 1)))
     if n:
@@ -597,7 +601,7 @@ def sine_generation_figure(sine: dict) -> dict:
     _axis(layout, f"xaxis{n + 1}", title={"text": "training step"})
     _axis(layout, f"yaxis{n + 1}", type="log")
     layout["legend"]["y"] = -0.3 / (n + 1)
-    return _figure(traces, "Sine generation, model's outputs fed back (paper Fig. 6 analog)", "", "",
+    return base_figure(traces, "Sine generation, model's outputs fed back (paper Fig. 6 analog)", "", "",
                    height=300 * (n + 1), layout=layout, meta={"kind": "sine_generation"})
 
 
@@ -608,15 +612,15 @@ def gate_sweep_figure(gate: dict) -> dict:
     x = [r["gate"] for r in sweep]
     layout = _grid(1, 2, ("iterations vs gate bias", "test accuracy vs gate bias"))
     traces = [
-        _scatter(x, [r["fwd_iters_mean"] for r in sweep], mode="lines+markers", name="forward (test mean)",
+        scatter_trace(x, [r["fwd_iters_mean"] for r in sweep], mode="lines+markers", name="forward (test mean)",
                  line={"color": FWD_COLOR}, **_cell(1)),
-        _scatter(x, [r["bwd_iters_mean"] for r in sweep], mode="lines+markers", name="backward (one batch, mean)",
+        scatter_trace(x, [r["bwd_iters_mean"] for r in sweep], mode="lines+markers", name="backward (one batch, mean)",
                  line={"color": BWD_COLOR}, **_cell(1)),
-        _scatter(x, [r["fwd_iters_max"] for r in sweep], mode="lines", name="forward (test max)",
+        scatter_trace(x, [r["fwd_iters_max"] for r in sweep], mode="lines", name="forward (test max)",
                  line={"color": FWD_COLOR, "dash": "dot"}, **_cell(1)),
-        _scatter(x, [r["accuracy"] for r in sweep], mode="lines+markers", line={"color": PALETTE[1]},
+        scatter_trace(x, [r["accuracy"] for r in sweep], mode="lines+markers", line={"color": PALETTE[1]},
                  name=f"trained at {gate['trained_gate']:g}, evaluated at x", **_cell(2)),
-        _scatter([r["gate"] for r in gate["trained_at"]], [r["accuracy"] for r in gate["trained_at"]],
+        scatter_trace([r["gate"] for r in gate["trained_at"]], [r["accuracy"] for r in gate["trained_at"]],
                  mode="markers", marker={"size": 11, "symbol": "diamond", "color": PALETTE[2]},
                  name="trained and evaluated at x", **_cell(2)),
     ]
@@ -624,7 +628,7 @@ def gate_sweep_figure(gate: dict) -> dict:
         _axis(layout, axis, title={"text": "gate bias"})
     _axis(layout, "yaxis", title={"text": "iterations (both blocks)"}, type="log")
     _axis(layout, "yaxis2", title={"text": "accuracy (%)"})
-    return _figure(traces, "Gate bias: how long the net thinks, and what it costs", "", "", height=500,
+    return base_figure(traces, "Gate bias: how long the net thinks, and what it costs", "", "", height=500,
                    layout=layout, meta={"kind": "gate_sweep"})
 
 
@@ -647,19 +651,19 @@ def order_and_adding_figure(sweep_order: dict, adding: dict) -> dict:
         loss = np.asarray(r["train_loss_curve"], float)
         smooth = np.convolve(loss, np.ones(9) / 9, mode="valid") if len(loss) >= 9 else loss
         name = f"{r['model']} T={r['T']}"
-        traces.append(_scatter(np.asarray(r["train_loss_steps"])[len(loss) - len(smooth):], smooth, mode="lines",
+        traces.append(scatter_trace(np.asarray(r["train_loss_steps"])[len(loss) - len(smooth):], smooth, mode="lines",
                                name=f"{name} train (smoothed)", line={"color": color, "dash": dash}, **_cell(2)))
         points = r["test_mse_during_training"]
-        traces.append(_scatter([k for k, _ in points], [v for _, v in points], mode="markers", name=f"{name} test",
+        traces.append(scatter_trace([k for k, _ in points], [v for _, v in points], mode="markers", name=f"{name} test",
                                marker={"color": color, "size": 9, "symbol": "x"}, **_cell(2)))
     if adding["rows"]:
         steps = max(r["steps"] for r in adding["rows"])
         baseline = adding["rows"][0]["baseline_mse"]
-        traces.append(_scatter([1, steps], [baseline, baseline], mode="lines", name=f"baseline {baseline:.3f}",
+        traces.append(scatter_trace([1, steps], [baseline, baseline], mode="lines", name=f"baseline {baseline:.3f}",
                                line={"dash": "dash", "color": TARGET_COLOR}, **_cell(2)))
     _axis(layout, "yaxis", title={"text": "iterations"})
     _axis(layout, "yaxis2", title={"text": "MSE"}, type="log")
     _axis(layout, "xaxis2", title={"text": "training step"})
     layout["barmode"] = "group"
-    return _figure(traces, "Sweep order and a long-range check", "", "", height=500, layout=layout,
+    return base_figure(traces, "Sweep order and a long-range check", "", "", height=500, layout=layout,
                    meta={"kind": "order_and_adding"})

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .figures import FWD_COLOR, _column, _figure, _note, _scatter, _stride
+from .figures import FWD_COLOR, base_figure, history_column, note_annotation, scatter_trace, thin_indices
 
 ADD_COLOR = "#2ca02c"
 DELETE_COLOR = "#d62728"
@@ -35,26 +35,26 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active 
     rows = [h for h in history if h.get("size") is not None]
     n = len(rows)
     if n == 0:
-        layout["annotations"] = [_note("no steps yet: press Play or Step")]
+        layout["annotations"] = [note_annotation("no steps yet: press Play or Step")]
     else:
-        steps, size = _column(rows, "step"), _column(rows, "size")
-        idx = _stride(n)
-        traces.append(_scatter(steps[idx], size[idx], mode="lines", name="active neurons",
+        steps, size = history_column(rows, "step"), history_column(rows, "size")
+        idx = thin_indices(n)
+        traces.append(scatter_trace(steps[idx], size[idx], mode="lines", name="active neurons",
                                line={"color": FWD_COLOR, "width": 2.5, "shape": "hv"}))
         change = np.diff(size, prepend=size[0])
         for up, color, symbol, label in ((True, ADD_COLOR, "triangle-up", "size up"),
                                          (False, DELETE_COLOR, "triangle-down", "size down")):
             events = np.flatnonzero(change > 0 if up else change < 0)
-            events = events[_stride(events.size, 300)]
+            events = events[thin_indices(events.size, 300)]
             if events.size:
-                traces.append(_scatter(steps[events], size[events], mode="markers", name=label,
+                traces.append(scatter_trace(steps[events], size[events], mode="markers", name=label,
                                        marker={"symbol": symbol, "color": color, "size": 8}))
     last = rows[-1] if n else {}
     meta = {"kind": "size", "steps": n, "last_step": last.get("step"), "last_size": last.get("size"),
             "max_size": int(max_size),
             "sizes_seen": sorted({int(h["size"]) for h in rows}) if n else [],
             "ups": int(np.sum(change > 0)) if n else 0, "downs": int(np.sum(change < 0)) if n else 0}
-    return _figure(traces, f"{title} (of {max_size} slots)", xtitle, "active neurons", layout=layout, meta=meta)
+    return base_figure(traces, f"{title} (of {max_size} slots)", xtitle, "active neurons", layout=layout, meta=meta)
 
 
 def units_figure(active, score, *, threshold: float, title: str = "Neurons") -> dict:
@@ -73,7 +73,7 @@ def units_figure(active, score, *, threshold: float, title: str = "Neurons") -> 
     traces = []
     for name, mask, color, symbol, size in groups:
         i = np.flatnonzero(mask)
-        traces.append(_scatter(x[i], y[i], mode="markers", name=name, customdata=i,
+        traces.append(scatter_trace(x[i], y[i], mode="markers", name=name, customdata=i,
                                text=[f"slot {k}: score {score[k]:.3g}" if active[k] else f"slot {k}: free" for k in i],
                                hovertemplate="%{text}<extra></extra>",
                                marker={"color": color, "symbol": symbol, "size": size,
@@ -84,5 +84,5 @@ def units_figure(active, score, *, threshold: float, title: str = "Neurons") -> 
     n_active = int(active.sum())
     meta = {"kind": "units", "active": n_active, "slots": int(slots), "below_threshold": int(low.sum()),
             "active_slots": np.flatnonzero(active).tolist(), "threshold": float(threshold)}
-    return _figure(traces, f"{title}: {n_active} of {slots} slots active", "", "", height=360, layout=layout,
+    return base_figure(traces, f"{title}: {n_active} of {slots} slots active", "", "", height=360, layout=layout,
                    meta=meta)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from .figures import _figure
+from .figures import base_figure
 
 TILES = 12  # per group: the 12 slowest and the 12 fastest
 COLS = 6  # tiles per row inside a group
@@ -145,7 +145,7 @@ def gallery_figure(inputs, iters, *, confidence=None, correct=None, error=None, 
     meta = {"kind": "inspector_gallery", "slowest": slowest, "fastest": fastest, "tiles": tiles,
             "iters_slowest": [int(iters[i]) for i in slowest], "iters_fastest": [int(iters[i]) for i in fastest],
             "chosen": chosen, "images": images}
-    return _figure(traces, title, "", "", height=120 + 70 * rows, meta=meta, layout=lay)
+    return base_figure(traces, title, "", "", height=120 + 70 * rows, meta=meta, layout=lay)
 
 
 def iterations_scatter(iters, score, *, score_name: str = "confidence", correct=None, chosen: int | None = None,
@@ -177,6 +177,6 @@ def iterations_scatter(iters, score, *, score_name: str = "confidence", correct=
     rho_text = ("ρ undefined (every sample the same)" if rho is None else f"Spearman ρ = {rho:+.2f}")
     full = f"{title} · {rho_text} (n = {n})"
     meta = {"kind": "inspector_scatter", "spearman": rho, "n": n, "score_name": score_name}
-    return _figure(traces, full, "forward iterations", score_name, height=330, meta=meta,
+    return base_figure(traces, full, "forward iterations", score_name, height=330, meta=meta,
                    layout={"yaxis": {"type": "log"} if score_name == "error" else {},
                            "xaxis": {"dtick": 1} if n and np.ptp(iters) <= 20 else {}})

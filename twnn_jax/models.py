@@ -42,15 +42,18 @@ class Model(NamedTuple):
     spec: SegmentSpec | None = None  # the fixed-point segment's shape (resnet_fp: each of its two blocks')
 
 
-def _dense_init(key, n_in, n_out, scale=1.0):
+def dense_init(key, n_in, n_out, scale=1.0):
+    """A dense layer's parameters {w, b} (shared by the feed-forward and recurrent models)."""
     return {"w": scale * jax.random.normal(key, (n_out, n_in)) / jnp.sqrt(n_in), "b": jnp.zeros(n_out)}
 
 
-def _dense(p, x):
+def dense(p, x):
+    """The dense layer w x + b."""
     return p["w"] @ x + p["b"]
 
 
-def _no_solve(dtype=jnp.float32):
+def no_solve(dtype=jnp.float32):
+    """The statistics of a model with no fixed point to solve (zero iterations, converged)."""
     zero = jnp.zeros((), jnp.int32)
     return FixStats(zero, jnp.zeros((), dtype), jnp.ones((), bool), jnp.zeros((), bool), None)
 
@@ -66,7 +69,7 @@ def _combine(stats: list[FixStats]) -> FixStats:
     )
 
 
-def _over_time(stats: FixStats) -> FixStats:
+def over_time(stats: FixStats) -> FixStats:
     """Solves stacked over time steps: total iterations, worst residual, last step's trajectory."""
     return FixStats(
         iters=jnp.sum(stats.iters),
@@ -83,13 +86,13 @@ def wormhole_classifier(n_in, n_out, hidden=64, layers=3, wormholes=None) -> Mod
 
     def init(key):
         k1, k2 = jax.random.split(key)
-        return {"seg": init_segment(k1, spec), "head": _dense_init(k2, hidden, n_out)}
+        return {"seg": init_segment(k1, spec), "head": dense_init(k2, hidden, n_out)}
 
     def solve(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
         return solve_segment(params["seg"], x, gate_bias, spec, settings, probe, z0)
 
     def readout(params, x, state):
-        return _dense(params["head"], state[-1])
+        return dense(params["head"], state[-1])
 
     def apply(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
         state, stats, g = solve(params, x, gate_bias, settings, probe, z0)
@@ -108,29 +111,29 @@ def resnet_fp(n_in, n_out, hidden=64) -> Model:
     def init(key):
         k = jax.random.split(key, 4)
         return {
-            "embed": _dense_init(k[0], n_in, hidden),
+            "embed": dense_init(k[0], n_in, hidden),
             "block12": init_segment(k[1], spec),
             "block34": init_segment(k[2], spec),
-            "head": _dense_init(k[3], hidden, n_out),
+            "head": dense_init(k[3], hidden, n_out),
         }
 
     def solve(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
         """The state is both blocks' fixed points, (s1, s2); `z0` one of the same structure."""
-        h = jnp.tanh(_dense(params["embed"], x))
+        h = jnp.tanh(dense(params["embed"], x))
         z1, z2 = (None, None) if z0 is None else z0
         s1, st1, g1 = solve_segment(params["block12"], h, gate_bias, spec, settings, probe, z1)
         s2, st2, g2 = solve_segment(params["block34"], s1[-1], gate_bias, spec, settings, probe, z2)
         return (s1, s2), _combine([st1, st2]), jnp.concatenate([g1, g2])
 
     def readout(params, x, state):
-        return _dense(params["head"], state[1][-1])
+        return dense(params["head"], state[1][-1])
 
     def apply(params, x, gate_bias, settings: SolveSettings, probe=None, z0=None):
         state, stats, g = solve(params, x, gate_bias, settings, probe, z0)
         return readout(params, x, state), stats, g
 
     def contraction(params, x, gate_bias, settings):
-        h = jnp.tanh(_dense(params["embed"], x))
+        h = jnp.tanh(dense(params["embed"], x))
         c1, s1 = segment_contraction(params["block12"], h, gate_bias, spec, settings)
         c2, _ = segment_contraction(params["block34"], s1[-1], gate_bias, spec, settings)
         return jnp.maximum(c1, c2)
@@ -143,14 +146,14 @@ def resnet_plain(n_in, n_out, hidden=64, depth=4) -> Model:
 
     def init(key):
         k = jax.random.split(key, depth + 2)
-        blocks = [_dense_init(k[i + 1], hidden, hidden, 0.5) for i in range(depth)]
-        return {"embed": _dense_init(k[0], n_in, hidden), "blocks": blocks, "head": _dense_init(k[-1], hidden, n_out)}
+        blocks = [dense_init(k[i + 1], hidden, hidden, 0.5) for i in range(depth)]
+        return {"embed": dense_init(k[0], n_in, hidden), "blocks": blocks, "head": dense_init(k[-1], hidden, n_out)}
 
     def apply(params, x, gate_bias, settings, probe=None):
-        h = jnp.tanh(_dense(params["embed"], x))
+        h = jnp.tanh(dense(params["embed"], x))
         for block in params["blocks"]:
-            h = h + jnp.tanh(_dense(block, h))
-        return _dense(params["head"], h), _no_solve(x.dtype), jnp.zeros((0,))
+            h = h + jnp.tanh(dense(block, h))
+        return dense(params["head"], h), no_solve(x.dtype), jnp.zeros((0,))
 
     return Model("resnet_plain", init, apply, 0, False)
 
@@ -184,16 +187,16 @@ def wormhole_rnn(n_in, n_out, hidden=32) -> Model:
 
     def init(key):
         k1, k2 = jax.random.split(key)
-        return {"seg": init_segment(k1, spec), "head": _dense_init(k2, hidden, n_out)}
+        return {"seg": init_segment(k1, spec), "head": dense_init(k2, hidden, n_out)}
 
     def apply(params, xs, gate_bias, settings: SolveSettings, probe=None):
         def step(h, x_t):
             state, stats, g = solve_segment(params["seg"], jnp.concatenate([x_t, h]), gate_bias, spec,
                                             settings, probe)
-            return state[-1], (_dense(params["head"], state[-1]), stats, g)
+            return state[-1], (dense(params["head"], state[-1]), stats, g)
 
         _, (outs, stats, g) = jax.lax.scan(step, jnp.zeros(hidden, xs.dtype), xs)
-        return outs, _over_time(stats), jnp.mean(g, 0)
+        return outs, over_time(stats), jnp.mean(g, 0)
 
     def contraction(params, xs, gate_bias, settings):
         # the first time step's map (from a zero hidden state): a cheap, representative estimate
@@ -207,22 +210,22 @@ def gru(n_in, n_out, hidden=32) -> Model:
     def init(key):
         k = jax.random.split(key, 4)
         return {
-            "zr": _dense_init(k[0], n_in + hidden, 2 * hidden),
-            "n_x": _dense_init(k[1], n_in, hidden),
-            "n_h": _dense_init(k[2], hidden, hidden),
-            "head": _dense_init(k[3], hidden, n_out),
+            "zr": dense_init(k[0], n_in + hidden, 2 * hidden),
+            "n_x": dense_init(k[1], n_in, hidden),
+            "n_h": dense_init(k[2], hidden, hidden),
+            "head": dense_init(k[3], hidden, n_out),
         }
 
     def apply(params, xs, gate_bias, settings, probe=None):
         def step(h, x_t):
-            zr = jax.nn.sigmoid(_dense(params["zr"], jnp.concatenate([x_t, h])))
+            zr = jax.nn.sigmoid(dense(params["zr"], jnp.concatenate([x_t, h])))
             z, r = zr[:hidden], zr[hidden:]
-            n = jnp.tanh(_dense(params["n_x"], x_t) + r * _dense(params["n_h"], h))
+            n = jnp.tanh(dense(params["n_x"], x_t) + r * dense(params["n_h"], h))
             h = (1 - z) * n + z * h
-            return h, _dense(params["head"], h)
+            return h, dense(params["head"], h)
 
         _, outs = jax.lax.scan(step, jnp.zeros(hidden, xs.dtype), xs)
-        return outs, _no_solve(xs.dtype), jnp.zeros((0,))
+        return outs, no_solve(xs.dtype), jnp.zeros((0,))
 
     return Model("gru", init, apply, 0, False)
 

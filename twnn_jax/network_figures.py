@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import _figure, _note
+from .figures import base_figure, note_annotation
 from .settle_trace import Layout
 
 ARC_COLOR = "rgb(230,120,20)"  # a wormhole whose weights are positive (they add the later layer's state)
@@ -171,7 +171,7 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
                             "text": "fixed point" + (f" {b + 1}" if len(blocks) > 1 else ""), "yanchor": "top",
                             "font": {"size": 11, "color": "#888"}})
     if not layout.wormholes:
-        annotations.append(_note("this model has no wormholes"))
+        annotations.append(note_annotation("this model has no wormholes"))
     lay = {
         "xaxis": {"visible": False, "range": [-0.6, len(cols) - 0.4]},
         "yaxis": {"visible": False, "range": [bottom - (0.42 if layout.recurrent else 0.22), arc_top + 0.04]},
@@ -181,7 +181,7 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
     meta = {"kind": "network", "arcs": len(layout.wormholes), "arc_widths": widths, "arc_colors": colors,
             "gate_means": [float(g) for g in gate_means], "units": layout.units,
             "unit_values": [None if not np.isfinite(v) else float(v) for v in values]}
-    return _figure(traces, title, "", "", height=420, meta=meta, layout=lay)
+    return base_figure(traces, title, "", "", height=420, meta=meta, layout=lay)
 
 
 FORWARD_ROLES, BACKWARD_ROLES = ("state", "output"), ("state",)  # the columns each direction's heatmap shows
@@ -252,7 +252,8 @@ def settling_heatmap(layout: Layout, values, residual, count: int, iteration: in
     }
     meta = {"kind": "settle", "units": n_rows, "iterations": count + 1, "count": count, "iteration": iteration,
             "direction": direction}
-    fig = _figure(traces, title, "iteration", "", height=max(380, min(700, 160 + 2 * n_rows)), meta=meta, layout=lay)
+    fig = base_figure(traces, title, "iteration", "", height=max(380, min(700, 160 + 2 * n_rows)), meta=meta,
+                      layout=lay)
     if count < 1:
-        fig["layout"]["annotations"] = [_note("no iterations recorded")]
+        fig["layout"]["annotations"] = [note_annotation("no iterations recorded")]
     return fig

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .figures import _figure
+from .figures import base_figure
 from .playground import LIMIT
 
 CLICK_GRID = 23  # click targets per side
@@ -100,4 +100,4 @@ def phase_plane_figure(out: dict, starts, title: str = "Playground: a 2-D fixed-
               "yaxis": {"range": span, "zeroline": False, "scaleanchor": "x", "scaleratio": 1},
               "legend": {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0, "yanchor": "top"},
               "margin": {"l": 60, "r": 20, "t": 60, "b": 50}, "clickmode": "event+select", "dragmode": False}
-    return _figure(traces, title, "z1 (first layer)", "z2 (second layer)", height=560, meta=meta, layout=layout)
+    return base_figure(traces, title, "z1 (first layer)", "z2 (second layer)", height=560, meta=meta, layout=layout)

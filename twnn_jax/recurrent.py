@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from ._fix import fix
 from .contraction import jacobian_norm
-from .models import Model, _dense, _dense_init, _no_solve, _over_time
+from .models import Model, dense, dense_init, no_solve, over_time
 from .wormhole import SolveSettings, bounded
 
 WORMHOLE_GRU_LAYERS = 2
@@ -47,16 +47,16 @@ class Cell(NamedTuple):
 
 def _gru_layer_init(key, n_in, hidden):
     k = jax.random.split(key, 3)
-    return {"zr": _dense_init(k[0], n_in + hidden, 2 * hidden), "n_x": _dense_init(k[1], n_in, hidden),
-            "n_h": _dense_init(k[2], hidden, hidden)}
+    return {"zr": dense_init(k[0], n_in + hidden, 2 * hidden), "n_x": dense_init(k[1], n_in, hidden),
+            "n_h": dense_init(k[2], hidden, hidden)}
 
 
 def _gru_update(p, x, h, extra=0.0):
     """One GRU update of state `h` from input `x`; `extra` is added to the candidate's pre-activation."""
     hidden = h.shape[0]
-    zr = jax.nn.sigmoid(_dense(p["zr"], jnp.concatenate([x, h])))
+    zr = jax.nn.sigmoid(dense(p["zr"], jnp.concatenate([x, h])))
     z, r = zr[:hidden], zr[hidden:]
-    n = jnp.tanh(_dense(p["n_x"], x) + r * _dense(p["n_h"], h) + extra)
+    n = jnp.tanh(dense(p["n_x"], x) + r * dense(p["n_h"], h) + extra)
     return (1 - z) * n + z * h
 
 
@@ -66,11 +66,11 @@ def gru_cell(n_in, n_out, hidden) -> Cell:
     def init(key):
         k1, k2 = jax.random.split(key)
         layer = _gru_layer_init(k1, n_in, hidden)
-        return {**layer, "head": _dense_init(k2, hidden, n_out)}
+        return {**layer, "head": dense_init(k2, hidden, n_out)}
 
     def step(params, h, x_t, gate_bias, settings, probe=None):
         h = _gru_update(params, x_t, h)
-        return h, _dense(params["head"], h), None, jnp.zeros((0,), h.dtype)
+        return h, dense(params["head"], h), None, jnp.zeros((0,), h.dtype)
 
     return Cell(init, lambda dtype: jnp.zeros(hidden, dtype), step)
 
@@ -80,17 +80,17 @@ def lstm_cell(n_in, n_out, hidden) -> Cell:
 
     def init(key):
         k1, k2 = jax.random.split(key)
-        gates = _dense_init(k1, n_in + hidden, 4 * hidden)
+        gates = dense_init(k1, n_in + hidden, 4 * hidden)
         gates["b"] = gates["b"].at[hidden:2 * hidden].set(1.0)
-        return {"gates": gates, "head": _dense_init(k2, hidden, n_out)}
+        return {"gates": gates, "head": dense_init(k2, hidden, n_out)}
 
     def step(params, carry, x_t, gate_bias, settings, probe=None):
         h, c = carry[:hidden], carry[hidden:]
-        a = _dense(params["gates"], jnp.concatenate([x_t, h]))
+        a = dense(params["gates"], jnp.concatenate([x_t, h]))
         i, f, o = (jax.nn.sigmoid(a[k * hidden:(k + 1) * hidden]) for k in range(3))
         c = f * c + i * jnp.tanh(a[3 * hidden:])
         h = o * jnp.tanh(c)
-        return jnp.concatenate([h, c]), _dense(params["head"], h), None, jnp.zeros((0,), h.dtype)
+        return jnp.concatenate([h, c]), dense(params["head"], h), None, jnp.zeros((0,), h.dtype)
 
     return Cell(init, lambda dtype: jnp.zeros(2 * hidden, dtype), step)
 
@@ -126,7 +126,7 @@ def wormhole_gru_cell(n_in, n_out, hidden, layers: int = WORMHOLE_GRU_LAYERS) ->
         return {
             "layers": [_gru_layer_init(k[i], sizes[i], hidden) for i in range(layers)],
             "hole": {"v": 0.5 * v / jnp.linalg.norm(v, 2), "q": jnp.zeros(hidden), "d": jnp.zeros(())},
-            "head": _dense_init(k[layers + 1], hidden, n_out),
+            "head": dense_init(k[layers + 1], hidden, n_out),
         }
 
     def split(carry):
@@ -145,7 +145,7 @@ def wormhole_gru_cell(n_in, n_out, hidden, layers: int = WORMHOLE_GRU_LAYERS) ->
             solver=settings.solver, grad_mode=settings.grad_mode, trajectory=settings.trajectory,
             unroll_capacity=settings.unroll_capacity, probe=probe,
         )
-        return jnp.concatenate(state), _dense(params["head"], state[-1]), stats, _wgru_gate(params, state[-1],
+        return jnp.concatenate(state), dense(params["head"], state[-1]), stats, _wgru_gate(params, state[-1],
                                                                                               gate_bias)
 
     return Cell(init, lambda dtype: jnp.zeros(layers * hidden, dtype), step)
@@ -169,11 +169,11 @@ def scan_cell(cell: Cell, params, xs, gate_bias, settings: SolveSettings, probe=
         x_t, e_t = inputs
         carry, out, stats, gates = cell.step(params, carry + e_t, x_t, gate_bias, settings, probe)
         if stats is None:
-            stats = _no_solve(xs.dtype)
+            stats = no_solve(xs.dtype)
         return carry, (out, stats, gates)
 
     _, (outs, stats, gates) = jax.lax.scan(body, carry0, (xs, eps))
-    return outs, _over_time(stats), jnp.mean(gates, 0)
+    return outs, over_time(stats), jnp.mean(gates, 0)
 
 
 def state_gradients(cell: Cell, params, xs, ys, loss, gate_bias, settings: SolveSettings):

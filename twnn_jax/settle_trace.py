@@ -24,7 +24,6 @@ every later block or time step), replayed the same way, unit by unit, with its c
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -34,9 +33,9 @@ import numpy as np
 from jax import lax
 
 from ._iterate import Settings, _anderson_init, _anderson_next, iterate, tree_norm
-from .models import Model
+from .models import Model, dense
 from .settings import LiveControls, TrainConfig
-from .train import solve_settings
+from .train import solve_settings, structure_of
 from .wormhole import SegmentSpec, bound_holes, gates, solve_segment, sweep
 
 CAPACITY = 120  # iterations of one solve recorded (a static size); a longer solve shows its first CAPACITY
@@ -194,10 +193,6 @@ def _adjoint_trace(seg_params, x, gate_bias, spec: SegmentSpec, cfg: TrainConfig
     return states, residuals / scale, stats._replace(residual=stats.residual / scale), u
 
 
-def _dense(p, x):
-    return p["w"] @ x + p["b"]
-
-
 def _timeline(solves, capacity):
     """Several solves one after the other on one timeline of `len(solves) * capacity + 1` columns.
 
@@ -242,7 +237,7 @@ def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY)
         y = jnp.asarray(task.eval_set[1])[index]
         gb = live.gate
         s = solve_settings(cfg, live)
-        head = (lambda z: z[:0]) if model.kind == "small" else (lambda z: _dense(params["head"], z))  # noqa: E731
+        head = (lambda z: z[:0]) if model.kind == "small" else (lambda z: dense(params["head"], z))  # noqa: E731
 
         def sample_loss(out):
             return task.loss(out[None], y[None])[0]
@@ -284,7 +279,7 @@ def build_settle(model: Model, task, cfg: TrainConfig, capacity: int = CAPACITY)
             a_states, a_res, a_st, a_u = _adjoint_trace(params["seg"], inp, gb, spec, cfg, live, fixed, rhs, capacity)
             adjoint_solves = [(flat(a_states), a_res, a_st, flat(a_u))]
         else:  # resnet_fp: the two blocks one after the other, the second from the first's fixed point
-            h = jnp.tanh(_dense(params["embed"], x))
+            h = jnp.tanh(dense(params["embed"], x))
             s1, g1, r1, st1, fixed1 = _segment_trace(params["block12"], h, gb, spec, cfg, live, capacity)
             s2, g2, r2, st2, fixed2 = _segment_trace(params["block34"], fixed1[-1], gb, spec, cfg, live, capacity)
             output = head(fixed2[-1])
@@ -351,13 +346,6 @@ def _adjoint_timeline(solves, layout: Layout, lead_units: int, capacity: int) ->
 # ----------------------------------------------------------------------------------------------
 
 
-def _structure(config: TrainConfig) -> TrainConfig:
-    """`config` without what the trace takes as traced values (live controls) or ignores (seed)."""
-    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-              if f.name in LiveControls._fields or f.name == "seed"}
-    return dataclasses.replace(config, **fields)
-
-
 @functools.lru_cache(maxsize=16)
 def _settle_built(structure: TrainConfig):
     from .train import trainer_for
@@ -369,7 +357,7 @@ def _settle_built(structure: TrainConfig):
 def settle_for(config: TrainConfig):
     """The jitted trace `(params, live, index, time_step=-1) -> dict` for runs of `config`'s structure
     (shared by every run that differs only in seed and live controls, as `train.trainer_for` is)."""
-    return _settle_built(_structure(config))
+    return _settle_built(structure_of(config))
 
 
 def timeline_columns(trace: dict) -> int:

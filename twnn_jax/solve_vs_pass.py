@@ -22,9 +22,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from . import warm
-from .figures import _figure, _note, _scatter
+from .figures import base_figure, note_annotation, scatter_trace
 from .settings import TrainConfig
-from .settle_trace import _structure
+from .train import structure_of
 
 COLD, WARM, GUESS = "#1f77b4", "#ff7f0e", "#d62728"
 
@@ -59,7 +59,7 @@ def _built(structure: TrainConfig):
 
 def compare_for(config: TrainConfig):
     """The jitted comparison `(params, surrogate params, live, index) -> dict` for runs of `config`'s structure."""
-    return _built(_structure(config))
+    return _built(structure_of(config))
 
 
 def relative_error(fixed_point, guess) -> float:
@@ -76,12 +76,12 @@ def guess_figure(out: dict, *, subtitle: str = "") -> dict:
     traces = [
         {"type": "bar", "x": units.tolist(), "y": z.tolist(), "name": "fixed point z* (solve)",
          "marker": {"color": COLD}, "opacity": 0.75},
-        _scatter(units.tolist(), g.tolist(), name="surrogate's guess (one pass)", mode="lines+markers",
+        scatter_trace(units.tolist(), g.tolist(), name="surrogate's guess (one pass)", mode="lines+markers",
                  line={"color": GUESS, "width": 1.5}, marker={"size": 4}),
     ]
     title = (f"Sample {int(out['index'])}: surrogate vs fixed point (relative error "
              f"{relative_error(z, g):.3g})")
-    return _figure(traces, title, "unit (the state's values, layer after layer)", "value", height=320,
+    return base_figure(traces, title, "unit (the state's values, layer after layer)", "value", height=320,
                    meta={"kind": "surrogate_guess", "subtitle": subtitle, "index": int(out["index"]),
                          "relative_error": relative_error(z, g)})
 
@@ -91,11 +91,11 @@ def error_figure(history: Sequence[dict]) -> dict:
     rows = [h for h in history if h.get("surrogate_error") is not None]
     steps = [int(h["step"]) for h in rows]
     errors = [float(h["surrogate_error"]) for h in rows]
-    traces = [_scatter(steps, errors, name="surrogate error", mode="lines", line={"color": GUESS})]
+    traces = [scatter_trace(steps, errors, name="surrogate error", mode="lines", line={"color": GUESS})]
     layout = {"yaxis": {"type": "log"}}
     if not rows:
-        layout["annotations"] = [_note("No steps yet: press Play or Step")]
-    return _figure(traces, "Surrogate's relative error over training", "step", "‖guess − z*‖ / ‖z*‖", height=300,
+        layout["annotations"] = [note_annotation("No steps yet: press Play or Step")]
+    return base_figure(traces, "Surrogate's relative error over training", "step", "‖guess − z*‖ / ‖z*‖", height=300,
                    layout=layout, meta={"kind": "surrogate_error", "points": len(rows)})
 
 
@@ -105,17 +105,17 @@ def iterations_figure(out: dict) -> dict:
     samples = np.arange(cold.shape[0])
     i = int(out["index"])
     traces = [
-        _scatter(samples.tolist(), cold.tolist(), name="from zeros (cold)", mode="markers",
+        scatter_trace(samples.tolist(), cold.tolist(), name="from zeros (cold)", mode="markers",
                  marker={"color": COLD, "size": 5}),
-        _scatter(samples.tolist(), hot.tolist(), name="from the surrogate (warm)", mode="markers",
+        scatter_trace(samples.tolist(), hot.tolist(), name="from the surrogate (warm)", mode="markers",
                  marker={"color": WARM, "size": 5}),
-        _scatter([i, i], [int(cold[i]), int(hot[i])], name=f"sample {i}", mode="lines+markers",
+        scatter_trace([i, i], [int(cold[i]), int(hot[i])], name=f"sample {i}", mode="lines+markers",
                  line={"color": "#444", "width": 2}, marker={"size": 9, "symbol": "diamond"}),
     ]
     summary = iterations_summary(out)
     title = (f"Forward iterations on the evaluation set: mean {summary['cold_mean']:.1f} cold, "
              f"{summary['warm_mean']:.1f} warm ({summary['ratio']:.2f}x fewer)")
-    return _figure(traces, title, "evaluation sample", "forward iterations", height=320,
+    return base_figure(traces, title, "evaluation sample", "forward iterations", height=320,
                    meta={"kind": "warm_iterations", **summary})
 
 

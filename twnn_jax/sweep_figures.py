@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .checkpoint import json_safe
-from .figures import _figure
+from .figures import base_figure
 
 HEATMAPS = (  # (column of the sweep table, title, colour scale)
     ("fwd_iters_mean", "Forward iterations per step (training mean)", "Viridis"),
@@ -33,7 +33,7 @@ def heatmap_figure(tols, gates, z: np.ndarray, *, title: str, key: str, colorsca
     trace = {"type": "heatmap", "x": [_label(g) for g in gates], "y": [_label(t) for t in tols],
              "z": np.where(np.isfinite(z), z, None).tolist(), "text": text, "texttemplate": "%{text}",
              "colorscale": colorscale, "hovertemplate": "gate %{x}<br>tol %{y}<br>" + key + " %{z:.4g}<extra></extra>"}
-    return _figure([trace], title, "gate bias", "tol", height=120 + 45 * max(len(tols), 2),
+    return base_figure([trace], title, "gate bias", "tol", height=120 + 45 * max(len(tols), 2),
                    layout={"xaxis": {"type": "category"}, "yaxis": {"type": "category"}},
                    meta={"kind": "sweep_heatmap", "key": key, "tols": list(tols), "gates": list(gates),
                          "z": json_safe(z)})

@@ -92,7 +92,7 @@ def build_task(cfg: TrainConfig) -> Task:
     return copy_task(cfg.seq_len)
 
 
-def _optimizer(clip_norm):
+def optimizer_for(clip_norm):
     def make(learning_rate):
         adam = optax.adam(learning_rate)
         return adam if clip_norm is None else optax.chain(optax.clip_by_global_norm(clip_norm), adam)
@@ -128,7 +128,7 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
         return build_growth_trainer(cfg)
     task = build_task(cfg)
     model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth)
-    opt = _optimizer(cfg.clip_norm)
+    opt = optimizer_for(cfg.clip_norm)
     capacity = cfg.trajectory
     warm = cfg.warm_start == "surrogate"
     if warm:
@@ -327,9 +327,15 @@ def trainer_for(config: TrainConfig) -> Trainer:
     """
     for name in LiveControls._fields:
         check_value(name, getattr(config, name))
+    return _built_trainer(structure_of(config))._replace(config=config)
+
+
+def structure_of(config: TrainConfig) -> TrainConfig:
+    """`config` with its live controls and seed at their defaults: what shapes the compiled functions (the key of
+    every cache of built functions: trainers, settling traces, solve-vs-pass comparisons)."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                 if f.name in LiveControls._fields or f.name == "seed"}
-    return _built_trainer(dataclasses.replace(config, **defaults))._replace(config=config)
+    return dataclasses.replace(config, **defaults)
 
 
 def summarize(metrics: dict) -> dict:

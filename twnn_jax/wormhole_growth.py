@@ -168,9 +168,9 @@ def resize(key, params: dict, spec, layers, grow=True):
 
 
 def _optimizer_of(trainer):
-    from .train import _optimizer  # the trainer's optimizer (a pure transform): its state's layout
+    from .train import optimizer_for  # the trainer's optimizer (a pure transform): its state's layout
 
-    return _optimizer(trainer.config.clip_norm)
+    return optimizer_for(trainer.config.clip_norm)
 
 
 def init_growing(trainer, seed, size=1):
