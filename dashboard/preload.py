@@ -26,33 +26,22 @@ def default_config():
 
 
 def warm_default() -> None:
-    """Build and compile what the default page calls first: evaluation, generation, the contraction estimate,
-    the network views' settling trace, then the training loop (zero steps). Errors are left to the page,
-    which reports them."""
+    """Build and compile what the default page calls first (`Runner.first_page_calls`: the evaluation, the
+    generation, the contraction estimate, the network views' settling trace), then the training loop, with a
+    runner of the default config that is then dropped. Errors are left to the page, which reports them."""
     from .cpu_threads import start_jax_on_one_core
 
     start_jax_on_one_core()
-    import jax
-    import numpy as np
-
-    from twnn_jax.settle_trace import settle_for
-    from twnn_jax.train import live_controls
-
-    from .session import get_trainer
-    from .shutdown import xla_work
+    from .session import Runner
 
     try:
-        config = default_config()
-        with xla_work():
-            trainer = get_trainer(config)
-            state = trainer.init(config.seed)
-            live = live_controls(config)
-            for fn in (trainer.evaluate, trainer.generate, trainer.contraction):
-                if fn is not None:
-                    jax.block_until_ready(fn(state.params, live))
-            if trainer.model.spec is not None:  # as Runner.settle calls it
-                jax.block_until_ready(settle_for(config)(state.params, live, np.int32(0), np.int32(-1)))
-            jax.block_until_ready(trainer.run(state, live, 0))
+        runner = Runner(default_config(), warm_up=False)  # builds the trainer (the shared cache) and its state
+        try:
+            for call in runner.first_page_calls():  # what the first view shows, first
+                call()
+            runner.compile_training()
+        finally:
+            runner.close(wait=False)
     except Exception:  # noqa: BLE001 - the page builds the same things again and reports what fails
         logger.debug("preloading the default page failed", exc_info=True)
 

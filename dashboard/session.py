@@ -304,21 +304,25 @@ class Runner:
         self.pause_below_loss = below_loss if below_loss else None
 
     # ------------------------------------------------------------------ stepping
-    def _warm_up(self) -> None:
-        """Compile the training loop (and the helpers the page calls) before the user presses Play."""
+    def compile_training(self) -> None:
+        """Compile the training loop (a call of zero steps: it changes nothing); a failure is kept in `error`,
+        which the page reports."""
         try:
             with xla_work(), self._step_lock:
                 if self.closed:
                     return
                 self.compiling = True
                 _, live = self._live
-                out = self.trainer.run(self.state, live, 0)  # zero steps: compiles, changes nothing
-                jax.block_until_ready(out)
+                jax.block_until_ready(self.trainer.run(self.state, live, 0))
         except Exception as err:  # noqa: BLE001 - reported on the page
             self.error = f"compiling the training step failed: {err}"
         finally:
             self.compiling = False
-        for page_fn in (self.evaluate, self.generate, self.contraction, self._warm_settle):
+
+    def _warm_up(self) -> None:
+        """Compile the training loop, then the page's first computations, before the user presses Play."""
+        self.compile_training()
+        for page_fn in self.first_page_calls():
             if self.closed:  # closed meanwhile (another task chosen, the process exiting): compile no more
                 return
             try:
@@ -638,9 +642,14 @@ class Runner:
         """Per-sample results on the evaluation set for the current network; `changes` override live values."""
         return self.cached("evaluate", self.trainer.evaluate, values={**self._live[0], **changes} if changes else None)
 
-    def _warm_settle(self) -> None:
-        if self.trainer.model.spec is not None:  # models with a fixed point: the network views' trace
-            self.settle(0)
+    def first_page_calls(self) -> list:
+        """What the page computes first, as calls on this runner: the evaluation, the generation (sine), the
+        contraction estimate, the network views' settling trace (models with a fixed point). The one list that
+        the warm-up (after compiling the training loop) and `twnn dashboard`'s preload (before it) run."""
+        calls = [self.evaluate, self.generate, self.contraction]
+        if self.trainer.model.spec is not None:
+            calls.append(lambda: self.settle(0))
+        return calls
 
     @property
     def warming_up(self) -> bool:
