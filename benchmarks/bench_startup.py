@@ -5,9 +5,11 @@
 Dashboard, in a real Chromium (Debian's, /usr/bin/chromium), the server started as users start it
 (`twnn dashboard`, from a temporary directory):
   first_chart_s    server process start -> the first `.js-plotly-plot` drawn by Plotly (`_fullData`) in the page
-  sine_chart_s     ... -> the sine task's own chart (free-running generation) drawn
-  switch_new_s     task sine -> digits (first visit in this server): select -> the digits chart drawn
-  switch_back_s    task digits -> sine (a task used before): select -> the sine chart drawn again
+  page_chart_s     ... -> the default task's own chart drawn (digits, the page's default: the samples'
+                   scatter; sine: the free-running generation)
+  switch_new_s     the default task -> the other of sine and digits (first visit in this server): select ->
+                   its own chart drawn
+  switch_back_s    back to the default task (a task used before): select -> its chart drawn again
 CLI: wall seconds of `twnn train --task sine --steps 10 --quiet` in a fresh process, same three cache states.
 
 With `--launchers twnn streamlit` each dashboard start is paired with one by `python -m streamlit run
@@ -42,8 +44,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage"]
 TWNN = [sys.executable, "-m", "twnn_jax.cli"]  # the `twnn` console script, with this interpreter
 DRAWN = """(sel) => [...document.querySelectorAll(sel)].some((e) => Array.isArray(e._fullData))"""
 ANY_CHART = ".js-plotly-plot"
-SINE_CHART = ".st-key-chart_sine .js-plotly-plot"
-DIGITS_CHART = ".st-key-chart_samples .js-plotly-plot"
+TASK_CHART = {"sine": ".st-key-chart_sine .js-plotly-plot", "digits": ".st-key-chart_samples .js-plotly-plot"}
 TIMEOUT_MS = 300_000
 
 
@@ -92,10 +93,14 @@ def _server_command(launcher: str, port: int) -> list[str]:
 
 
 def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> dict:
-    """One server start: times to the first chart, then sine -> digits -> sine."""
+    """One server start: times to the first chart, then the default task -> the other one -> back."""
+    from twnn_dashboard.controls import defaults
+
+    home = defaults()["task"]
+    other = "sine" if home != "sine" else "digits"
     port = _free_port()
     log_path = work / f"server-{port}.log"
-    out = {"load_before": os.getloadavg()[0]}
+    out = {"load_before": os.getloadavg()[0], "tasks": [home, other, home]}
     with open(log_path, "w") as log_file:
         t0 = time.perf_counter()
         proc = subprocess.Popen(_server_command(launcher, port), cwd=work, env=_env(cache), stdout=log_file,
@@ -109,16 +114,16 @@ def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> 
         out["controls_s"] = time.perf_counter() - t0
         page.wait_for_function(DRAWN, arg=ANY_CHART, timeout=TIMEOUT_MS)
         out["first_chart_s"] = time.perf_counter() - t0
-        page.wait_for_function(DRAWN, arg=SINE_CHART, timeout=TIMEOUT_MS)
-        out["sine_chart_s"] = time.perf_counter() - t0
+        page.wait_for_function(DRAWN, arg=TASK_CHART[home], timeout=TIMEOUT_MS)
+        out["page_chart_s"] = time.perf_counter() - t0
         t = time.perf_counter()
-        _select_task(page, "digits")
-        page.wait_for_function(DRAWN, arg=DIGITS_CHART, timeout=TIMEOUT_MS)
+        _select_task(page, other)
+        page.wait_for_function(DRAWN, arg=TASK_CHART[other], timeout=TIMEOUT_MS)
         out["switch_new_s"] = time.perf_counter() - t
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
         t = time.perf_counter()
-        _select_task(page, "sine")
-        page.wait_for_function(DRAWN, arg=SINE_CHART, timeout=TIMEOUT_MS)
+        _select_task(page, home)
+        page.wait_for_function(DRAWN, arg=TASK_CHART[home], timeout=TIMEOUT_MS)
         out["switch_back_s"] = time.perf_counter() - t
         page.close()
     finally:
