@@ -29,6 +29,13 @@ EXIT_TIMEOUT_S = 60
 START_TIMEOUT_S = 300
 
 
+@pytest.fixture(autouse=True)
+def _compiling_takes_its_real_time(monkeypatch):
+    """Several of these tests signal a process while it compiles: the processes they start use no compilation
+    cache (tests/conftest.py shares one), so that a program an earlier test compiled cannot end that window early."""
+    monkeypatch.setenv("TWNN_COMPILE_CACHE", "0")
+
+
 def _no_faults(text: str) -> None:
     found = [f for f in FAULTS if f in text]
     assert not found, f"{found} in the output:\n{text[-4000:]}"

@@ -64,8 +64,16 @@ def test_cache_dir_follows_the_environment(value, expected):
     assert compile_cache.cache_dir({"XDG_CACHE_HOME": "relative"}) == Path.home() / ".cache" / "twnn-jax" / "jax"
 
 
-def test_tests_run_without_the_cache():
-    assert os.environ["TWNN_COMPILE_CACHE"] == "0" and compile_cache.enable_compile_cache() is None
+def test_tests_share_one_cache_in_a_temporary_directory():
+    """The suite's cache (tests/conftest.py) is a fresh temporary folder, never the user's, and a bounded one
+    (which is what makes JAX lock the folder around reads and writes)."""
+    import jax
+
+    folder = Path(os.environ["TWNN_COMPILE_CACHE"])
+    assert folder.is_relative_to(tempfile.gettempdir()) and folder.name.startswith("twnn-test-compile-cache-")
+    assert compile_cache.enable_compile_cache() == folder
+    assert jax.config.jax_compilation_cache_dir == str(folder)
+    assert jax.config.jax_compilation_cache_max_size == compile_cache.MAX_SIZE_BYTES > 0
 
 
 def test_a_second_process_loads_its_programs_from_the_cache(tmp_path):

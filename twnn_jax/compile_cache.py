@@ -21,6 +21,10 @@ OFF_VALUES = ("0", "off", "false", "no")
 # program of its own. Measured (sine, the dashboard's sizes, 2 busy cores, warm cache, 3 runs each): init
 # 2.0-2.5 s with every program kept, 2.4-2.8 s when only those compiling in >= 0.1 s are; 42 files, 0.5 MB.
 MIN_COMPILE_TIME_S = 0.0
+# A bound on the folder (least recently used programs go first). Setting one also makes JAX take a file lock
+# around every read and write, so a dashboard and a `twnn train` (or two tests) sharing the folder never read a
+# program another process is half-way through writing. Needs the `filelock` package (a dependency).
+MAX_SIZE_BYTES = 1 << 30
 
 
 def cache_dir(environ: dict | None = None) -> Path | None:
@@ -53,4 +57,5 @@ def enable_compile_cache(environ: dict | None = None) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", MAX_SIZE_BYTES)
     return path
