@@ -12,6 +12,7 @@ the project's trainer (`train.trainer_for`, `measure.fit`); the state gradients 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -68,8 +69,16 @@ def model_params(kind: str, task, hidden: int) -> int:
 
 
 def matched_hidden(kind: str, task, target: int) -> int:
-    """The width at which `kind` has the parameter count closest to `target`."""
-    return min(range(1, 4 * int(np.sqrt(target)) + 2), key=lambda h: abs(model_params(kind, task, h) - target))
+    """The width at which `kind` has the parameter count closest to `target`. The count grows with the width, so
+    the two widths around `target` are found by doubling and bisection (a dozen counts, not a hundred)."""
+    count = functools.partial(model_params, kind, task)
+    below, above = 0, 1  # count(below) < target <= count(above); width 0 stands for "no model"
+    while count(above) < target:
+        below, above = above, 2 * above
+    while above - below > 1:
+        middle = (below + above) // 2
+        below, above = (middle, above) if count(middle) < target else (below, middle)
+    return min((h for h in (below, above) if h >= 1), key=lambda h: abs(count(h) - target))
 
 
 def _learned(task: str, loss: float, metric: float) -> bool:
