@@ -26,12 +26,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, dashboard_server):
-    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
-        yield proc.url
-
-
 JS_METRIC = """(label) => { for (const m of document.querySelectorAll("[data-testid='stMetric']")) {
   const l = m.querySelector("[data-testid='stMetricLabel']");
   if (l && l.innerText.trim() === label) return m.querySelector("[data-testid='stMetricValue']").innerText.trim(); }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from test_dashboard_browser import (  # noqa: F401
     IDLE,
     JS_TAG,
@@ -22,12 +21,6 @@ from test_dashboard_browser import (  # noqa: F401
     step_count,
     wait_for,
 )
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, dashboard_server):
-    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
-        yield proc.url
 
 
 def test_brackets_with_growth_on_draws_the_size_live(app_url, page):

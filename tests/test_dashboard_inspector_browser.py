@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from test_dashboard_browser import IDLE, JS_SCROLL_INTO_VIEW, SHOTS, href, pytestmark, wait_for  # noqa: F401
 from test_dashboard_teaching_browser import view
 
@@ -22,12 +21,6 @@ JS_TILE = """([key, k]) => { const gd = document.querySelector('.st-key-' + key 
 
 GALLERY = "chart_inspect_gallery"
 JS_DRAWS = "(key) => (document.querySelector('.st-key-' + key + ' .js-plotly-plot') || {}).__twnnDraws || 0"
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, dashboard_server):
-    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
-        yield proc.url
 
 
 def test_clicking_a_digit_shows_it_settling(app_url, page):

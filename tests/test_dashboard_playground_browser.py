@@ -21,12 +21,6 @@ JS_PIXEL = """([sel, x, y]) => { const gd = document.querySelector(sel); const L
   return [r.left + L.xaxis._offset + L.xaxis.l2p(x), r.top + L.yaxis._offset + L.yaxis.l2p(y)]; }"""
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, dashboard_server):
-    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
-        yield proc.url
-
-
 def plane(page) -> dict:
     return page.evaluate(JS_PLANE, PLANE) or {}
 

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from test_dashboard_browser import IDLE, SHOTS, chart, href, meta, pytestmark, step_count, wait_for  # noqa: F401
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, dashboard_server):
-    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
-        yield proc.url
 
 
 def test_toggle_turns_warm_starts_on_and_the_section_draws(app_url, page):

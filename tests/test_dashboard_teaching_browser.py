@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from test_dashboard_browser import IDLE, JS_SCROLL_INTO_VIEW, SHOTS, href, nudge, pytestmark, step_count, wait_for  # noqa: F401
 
 JS_VIEW = """(key) => { const gd = document.querySelector('.st-key-' + key + ' .js-plotly-plot');
@@ -17,12 +16,6 @@ JS_VIEW = """(key) => { const gd = document.querySelector('.st-key-' + key + ' .
   return {meta: gd._fullLayout.meta, draws: gd.__twnnDraws || 0,
           arcs: gd._fullData.filter(t => (t.name || '').startsWith('wormhole')).map(t => t.line.width),
           colors: units ? Array.from(units.marker.color) : null}; }"""
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, dashboard_server):
-    with dashboard_server(tmp_path_factory.mktemp("streamlit")) as proc:
-        yield proc.url
 
 
 def view(page, key: str = "chart_network") -> dict:
