@@ -12,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from twnn_jax import growth, growth_figures
+from twnn_jax.tasks import BRACKET_TASKS
 
 from . import live_chart
 from .session import Runner
@@ -40,7 +41,7 @@ def figures(runner: Runner, snap: dict) -> dict:
     """The section's figures (empty when the run does not grow)."""
     if not applies(runner):
         return {}
-    per_step = "one 40-symbol cycle each" if runner.config.task.startswith("brackets") else "one batch each"
+    per_step = "one 40-symbol cycle each" if runner.config.task in BRACKET_TASKS else "one batch each"
     figs = {"size": growth_figures.size_figure(snap["history"], max_size=runner.config.hidden,
                                                xtitle=f"training step ({per_step})")}
     units = runner.units()

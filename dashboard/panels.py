@@ -17,6 +17,7 @@ import streamlit as st
 
 from twnn_jax import figures
 from twnn_jax.checkpoint import dumps_strict
+from twnn_jax.tasks import BRACKET_TASKS
 
 from . import growth_view, live_chart
 from .controls import CONTROLS
@@ -41,7 +42,7 @@ def no_solve_text(runner: Runner) -> str:
 def describe(runner: Runner) -> str:
     """The line under the page title: what runs, and what a training step does."""
     text = f"Task **{runner.trainer.task.name}** · model **{runner.trainer.model.kind}**"
-    if runner.config.task.startswith("brackets"):
+    if runner.config.task in BRACKET_TASKS:
         grows = "grows and prunes itself (seed 003)" if runner.config.grow == "on" else "has a fixed size"
         return (text + f" (up to {runner.config.hidden} neurons). A tanh RNN learns to predict the next symbol of a "
                 f"bracket text, 40 symbols a step, and {grows}; it has no fixed point, so solver, gradient mode "

@@ -40,6 +40,7 @@ import numpy as np
 from twnn_jax import growth
 from twnn_jax.settings import LIVE, SETTINGS
 from twnn_jax.settle_trace import settle_for
+from twnn_jax.tasks import BRACKET_TASKS
 from twnn_jax.train import (
     STEPS_PER_CALL,
     Call,
@@ -60,7 +61,7 @@ LIVE_NAMES = LIVE  # the live settings of twnn_jax.settings (traced: they change
 DASHBOARD_CONFIG = dict(hidden=32, batch_size=32, trajectory=60, seq_len=20)
 # Per task, where it differs: the bracket tasks' RNN gets the paper's 100 slots (a step is still milliseconds),
 # so that a growing net is never held at the small default (it passes 20 neurons on the hard text).
-TASK_CONFIG = {"brackets-easy": dict(hidden=growth.MAX_SIZE), "brackets-hard": dict(hidden=growth.MAX_SIZE)}
+TASK_CONFIG = {task: dict(hidden=growth.MAX_SIZE) for task in BRACKET_TASKS}
 
 RECENT_LEN = 2000  # the latest steps' summaries, every step
 LONG_LEN = 2000  # plus the whole run, evenly thinned: every `stride`-th step, the stride doubling when full
@@ -72,6 +73,7 @@ IDLE_PAUSE_S = float(os.environ.get("TWNN_DASHBOARD_IDLE_PAUSE_S", "600"))  # no
 # A page whose connection dropped (a network blip, a laptop lid, a starved browser) trains on this long, then
 # pauses; its run stays, and the same tab finds it again when it reconnects (see `session_status`).
 DISCONNECT_GRACE_S = float(os.environ.get("TWNN_DASHBOARD_DISCONNECT_GRACE_S", "30"))
+ALIVE_CHECK_S = 2.0  # a training or waiting run asks at most this often whether its page is still there
 CALL_SECONDS = 0.02  # while playing, each call of the training loop is sized to take about this long
 CONTRACTION_EVERY_S = 5.0  # while playing, the ||J|| estimate is refreshed at most this often
 MAX_NONFINITE_IN_A_ROW = 25  # consecutive steps with a non-finite loss (the forward pass blew up): auto-pause
@@ -472,13 +474,15 @@ class Runner:
     def _leave(self, stop: threading.Event) -> bool:
         """Whether this worker should stop waiting in a line: paused, closed, or (checked every 2 s) its
         browser session has ended or its page has not been seen for IDLE_PAUSE_S."""
-        if stop.is_set() or self.closed:
-            return True
+        return stop.is_set() or self.closed or not self._still_watched_every(ALIVE_CHECK_S)
+
+    def _still_watched_every(self, seconds: float) -> bool:
+        """`_still_watched`, asked at most once every `seconds` (it reads the server's sessions); True between."""
         now = time.monotonic()
-        if now - self._last_alive_check > 2.0:
-            self._last_alive_check = now
-            return not self._still_watched(now)
-        return False
+        if now - self._last_alive_check <= seconds:
+            return True
+        self._last_alive_check = now
+        return self._still_watched(now)
 
     def _still_watched(self, now: float) -> bool:
         """Whether this run should go on training: False (and closed) when its browser session is gone; False
@@ -523,8 +527,6 @@ class Runner:
         return True
 
     def _loop(self, stop: threading.Event) -> None:
-        last_check = 0.0
-
         def plan(step: int) -> Call | None:
             # the previous call has finished here whenever others play (one call in flight each)
             with _page_first:  # a computation of the page's goes ahead of the next call
@@ -545,11 +547,8 @@ class Runner:
                     self.compiling = self.trainer.run._cache_size() == 0
                 calls = run_calls(self.trainer, start, plan, in_flight=_in_flight)
                 while not stop.is_set():
-                    now = time.monotonic()
-                    if now - last_check > 2.0:
-                        last_check = now
-                        if not self._still_watched(now):
-                            break
+                    if not self._still_watched_every(ALIVE_CHECK_S):
+                        break
                     try:
                         state, rows, last, call = next(calls)
                     except StopIteration:

@@ -18,6 +18,7 @@ from test_dashboard_apptest import charts, click_step, metric, new_app, query, r
 from twnn_dashboard import controls, growth_view, panels, session
 from twnn_jax import growth_figures
 from twnn_jax.settings import CHOICES
+from twnn_jax.tasks import BRACKET_TASKS
 
 SEQUENCE_MODELS = {"wormhole_rnn", "gru", "wormhole_gru", "lstm"}
 
@@ -67,7 +68,7 @@ def test_choices_offered_follow_the_task():
     for task in ("sine", "adding", "brackets-easy"):
         models = set(controls.offered("model", {"task": task}))
         grow = controls.offered("grow", {"task": task, "model": None})
-        if task.startswith("brackets"):
+        if task in BRACKET_TASKS:
             assert models == {None} and grow == ("off", "on")  # seed 003's own RNN, which may grow
             assert controls.offered("warm_start", {"task": task, "model": None}) == (None,)
         else:  # a wormhole net may grow (sine's small net); adding's wormhole RNN may not

@@ -33,7 +33,7 @@ import numpy as np
 from ._fix import GRAD_MODES
 from ._iterate import SOLVERS
 from .models import DEFAULT_MODEL, MODEL_KINDS
-from .tasks import TASKS
+from .tasks import BRACKET_TASKS, TASKS
 from .wormhole import SWEEPS
 from .wormhole_growth import GROWABLE_MODELS
 
@@ -286,14 +286,14 @@ def check_config(cfg) -> None:
     """Raise ValueError naming the first setting of `cfg` that is not allowed."""
     for s in DECLARATION:
         check_value(s.name, getattr(cfg, s.name))
-    if cfg.grow == "on" and not cfg.task.startswith("brackets") and \
+    if cfg.grow == "on" and cfg.task not in BRACKET_TASKS and \
             (cfg.model or DEFAULT_MODEL[cfg.task]) not in GROWABLE_MODELS:
         raise ValueError(f"grow must be off for the {cfg.task} task with model {cfg.model or DEFAULT_MODEL[cfg.task]}; "
                          f"growth (seed 003) is for brackets-easy, brackets-hard and the models "
                          f"{' and '.join(GROWABLE_MODELS)} (sine's own model is small)")
-    if cfg.task.startswith("brackets") and cfg.model is not None:
+    if cfg.task in BRACKET_TASKS and cfg.model is not None:
         raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
-    if cfg.task.startswith("brackets") and cfg.warm_start is not None:
+    if cfg.task in BRACKET_TASKS and cfg.warm_start is not None:
         raise ValueError(f"warm_start must be none for the {cfg.task} task: seed 003's tanh RNN has no fixed point")
     if cfg.task == "adding" and cfg.seq_len < 2:
         raise ValueError(f"seq_len must be >= 2 for the adding task (the sequence length); got {cfg.seq_len}")

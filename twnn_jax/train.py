@@ -44,7 +44,7 @@ from .settings import (  # noqa: F401 - re-exported: the config and live-control
     check_value,
     live_controls,
 )
-from .tasks import Task, adding_task, copy_task, digits_task, sine_task
+from .tasks import BRACKET_TASKS, Task, adding_task, copy_task, digits_task, sine_task
 from .wormhole import SolveSettings
 
 # The most steps one call of `Trainer.run` takes. Reading a call's results costs Python time (the GIL)
@@ -122,7 +122,7 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
     """`batch_sharding` (a `jax.sharding.Sharding` of a batch's leading axis): split every training batch over
     devices as it says, data-parallel (twnn_jax.data_parallel); None: wherever the state lives."""
     check_config(cfg)
-    if cfg.task.startswith("brackets"):  # seed 003's tanh RNN, fixed or growing
+    if cfg.task in BRACKET_TASKS:  # seed 003's tanh RNN, fixed or growing
         from .growth import build_growth_trainer
 
         return build_growth_trainer(cfg)
