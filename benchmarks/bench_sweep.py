@@ -1,14 +1,18 @@
 #!/usr/bin/env python
 """A grid of 64 configurations trained as one sweep (`twnn_jax.sweep`) against 64 separate runs, same steps.
 
-Usage:  python benchmarks/bench_sweep.py [--task sine] [--steps 200] [--separate 64] [--host-devices 1]
-                                         [--out benchmarks/sweep_results.json]
+Usage:  python benchmarks/bench_sweep.py [--task sine] [--steps 200] [--separate 64] [--commands 8]
+                                         [--host-devices 1] [--out benchmarks/sweep_results.json]
 
 Sweep: `run_sweep` over tol (4) x gate (4) x seed (4), compiling once, all 64 in one program.
 Separate runs: what a script does without the sweep, in this same process: per configuration
 `trainer_for(config)` (one shared compilation: only live controls and seed differ), `train(trainer, steps)`
 and `evaluate_run`. `--separate K` (< 64) times a random subset of K of them and extrapolates the
-per-run time to 64 (the JSON says so). Both sides are timed in one process, side by side, with the load
+per-run time to 64 (the JSON says so).
+Separate commands: what a user does without the sweep: one `twnn train` command per configuration, each a
+fresh process, with the compilation cache on as users have it (in a fresh folder: the first command compiles,
+the later ones load its programs). `--commands K` runs K of them (0: none) and extrapolates to 64 as the
+first command plus 63 times the mean of the others. All sides are timed in one process, side by side, with the load
 average recorded: timings on a shared machine are noisy, the ratio is the figure. Prints one JSON document
 (and writes it to --out when given); progress goes to stderr.
 """
@@ -19,7 +23,9 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -28,6 +34,7 @@ def _args():
     p.add_argument("--task", default="sine", choices=["sine", "digits", "adding", "copy"])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--separate", type=int, default=64, help="separate runs to time (extrapolated to 64)")
+    p.add_argument("--commands", type=int, default=8, help="separate `twnn train` commands to time (to 64)")
     p.add_argument("--host-devices", type=int, default=1,
                    help="CPU devices XLA makes of this host (XLA_FLAGS --xla_force_host_platform_device_count)")
     p.add_argument("--out", default=None, help="also write the JSON here")
@@ -75,6 +82,26 @@ def main() -> int:
     rest = run_times[1:]
     per_run = float(np.mean(rest)) if rest else first
     separate_64 = first + per_run * 63
+
+    commands = None
+    if args.commands > 0:
+        picked = sorted(random.Random(1).sample(range(64), min(args.commands, 64)))
+        print(f"commands: {len(picked)} `twnn train` processes ...", file=sys.stderr)
+        command_times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "TWNN_COMPILE_CACHE": os.path.join(tmp, "cache")}
+            for i in picked:
+                c = configs[i]
+                cmd = [sys.executable, "-m", "twnn_jax.cli", "train", "--task", args.task, "--steps",
+                       str(args.steps), "--tol", repr(c.tol), "--gate", repr(c.gate), "--seed", str(c.seed),
+                       "--quiet", "--out", os.path.join(tmp, f"run{i}")]
+                t = time.perf_counter()
+                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                command_times.append(time.perf_counter() - t)
+        later = command_times[1:] or command_times
+        commands = {"commands_timed": len(picked), "first_command_seconds": round(command_times[0], 2),
+                    "per_command_seconds_after_first": round(float(np.mean(later)), 2),
+                    "seconds_for_64": round(command_times[0] + 63 * float(np.mean(later)), 2)}
     load_after = os.getloadavg()
 
     out = {
@@ -92,7 +119,9 @@ def main() -> int:
             "seconds_for_64": round(separate_64, 2),
             "train_seconds_for_64": round(per_run * 64, 2),  # as if the first run had compiled nothing
         },
+        "commands": commands,
         "speedup": round(separate_64 / sweep_s, 2),
+        "speedup_over_commands": round(commands["seconds_for_64"] / sweep_s, 2) if commands else None,
         "speedup_excluding_compilation": round(per_run * 64 / result.info["train_seconds"], 2),
         "final_loss_max_rel_diff_sweep_vs_separate": float(max(final_diffs)),
     }
