@@ -273,6 +273,10 @@ def render_charts(runner: Runner, snap: dict, frozen: bool) -> None:
     figs = st.session_state.get("_frozen_figs") if frozen else None
     if figs is None:
         figs = build_figures(runner, snap)
+        if frozen:  # marked in their meta: the page (and a test) can tell them from the last live figures
+            figs = {name: {**fig, "layout": {**fig.get("layout", {}),
+                                             "meta": {**(fig.get("layout", {}).get("meta") or {}), "frozen": True}}}
+                    for name, fig in figs.items()}
         st.session_state["_frozen_figs"] = figs if frozen else None
     st.session_state["_last_figs"] = figs
     if frozen:

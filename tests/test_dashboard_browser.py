@@ -189,8 +189,8 @@ def test_live_training_controls_and_screenshots(app_url, page):
     # freeze: the charts stop redrawing while training goes on
     page.locator(".st-key-freeze label").click()
     page.wait_for_selector(IDLE)
-    time.sleep(1.0)
-    frozen_at = wait_for(lambda: meta(page).get("last_step"), 30, "the frozen chart")
+    # the frozen figures are marked: wait for them to be drawn (a live figure may still arrive just before)
+    frozen_at = wait_for(lambda: meta(page).get("frozen") and meta(page).get("last_step"), 30, "the frozen chart")
     steps_at = step_count(page)
     wait_for(lambda: step_count(page) > steps_at + 10, 30, "training to go on while frozen")
     assert meta(page)["last_step"] == frozen_at
