@@ -17,6 +17,7 @@ import streamlit as st
 
 from twnn_jax import figures
 from twnn_jax.checkpoint import dumps_strict
+from twnn_jax.settle_trace import TRACED_KINDS
 
 from . import growth_view, live_chart
 from .controls import CONTROLS
@@ -390,7 +391,7 @@ def run_json(runner: Runner) -> str:
 
 def figures_html(runner: Runner) -> str:
     figs = build_figures(runner, runner.snapshot())
-    if runner.trainer.model.spec is not None:
+    if runner.trainer.model.kind in TRACED_KINDS:
         from . import teaching  # the network views (teaching.py imports this package's controls)
 
         figs.update(teaching.figures(runner))
