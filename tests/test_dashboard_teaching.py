@@ -214,7 +214,7 @@ def test_the_gated_wormhole_gru_draws_one_time_steps_cell_and_its_sliders_compil
     steps, hidden = runner.config.seq_len, runner.config.hidden
     network, settle = views(at)
     layout = network_layout(runner.trainer.model, runner.trainer.task)
-    assert [c.name for c in layout.columns] == ["x_t", "h_t−1", "L1", "L2", "out"]
+    assert [c.name for c in layout.columns] == ["h_t−1", "x_t", "L1", "L2", "out"]
     assert len(arcs(network)) == 1 == network["layout"]["meta"]["arcs"] and "L2 → L1" in arcs(network)[0]["name"]
     meta = settle["layout"]["meta"]
     ev = runner.evaluate()
@@ -240,7 +240,7 @@ def test_the_gated_wormhole_gru_draws_one_time_steps_cell_and_its_sliders_compil
     values = np.asarray(start["layout"]["meta"]["unit_values"], dtype=float)
     state = slice(layout.offsets[2], layout.offsets[4])
     assert np.all(values[state] == 0)  # the fixed-point layers start at zero
-    assert np.count_nonzero(values[layout.offsets[1]:layout.offsets[2]]) > 0  # h_t−1: what step 2 left
+    assert np.count_nonzero(values[:layout.offsets[1]]) > 0  # h_t−1: what step 2 left
     at.radio(key=teaching.DIR_KEY).set_value("backward").run()
     assert not at.exception, [e.value for e in at.exception]
     _, back = views(at)

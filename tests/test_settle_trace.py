@@ -92,7 +92,7 @@ def test_the_trace_ends_at_the_models_fixed_point_with_its_count(kind):
                     after = jax.device_get(fn(params, live, np.int32(index), np.int32(t + 1)))
                     assert int(after["time_step"]) == t + 1
                     got = tr["values"][count, layout.offsets[2]:layout.offsets[-1]]
-                    read = after["values"][0, layout.offsets[1]:layout.offsets[2]]
+                    read = after["values"][0, :layout.offsets[1]]  # its h_t−1 column
                     np.testing.assert_allclose(got, read, rtol=1e-5, atol=1e-6)
             # the start: every fixed-point unit zero; every value finite up to the end (resnet: block 2 NaN first)
             rows = network_figures.heatmap_rows(layout)
@@ -133,8 +133,8 @@ def test_the_gru_cell_picture_one_arc_the_gate_widens_it_and_the_links_are_the_c
     params = trainer.init(0).params
     layout = network_layout(trainer.model, trainer.task)
     assert [(c.name, c.size, c.role) for c in layout.columns] == [
-        ("x_t", 2, "input"), ("h_t−1", 12, "input"), ("L1", 6, "state"), ("L2", 6, "state"), ("out", 1, "output")]
-    assert layout.recurrent and layout.carry == ((2, 1), (3, 1))  # every layer's state: the next step's h_t−1
+        ("h_t−1", 12, "input"), ("x_t", 2, "input"), ("L1", 6, "state"), ("L2", 6, "state"), ("out", 1, "output")]
+    assert layout.recurrent and layout.carry == ((2, 0), (3, 0))  # every layer's state: the next step's h_t−1
     norms, balance = teaching.hole_norms(layout, params), teaching.hole_balances(layout, params)
     assert norms == [pytest.approx(float(np.linalg.norm(np.asarray(params["hole"]["v"]), 2)), rel=1e-5)]
     values = np.linspace(-1, 1, layout.units)
@@ -151,9 +151,9 @@ def test_the_gru_cell_picture_one_arc_the_gate_widens_it_and_the_links_are_the_c
     # forward connections: x_t feeds L1 only; each layer reads its own part of h_t−1 (L1 the upper, L2 the lower)
     fwd = next(t for t in fig["data"] if t.get("name") == "forward")
     segments = [(fwd["x"][i], fwd["x"][i + 1], fwd["y"][i]) for i in range(0, len(fwd["x"]), 3)]
-    assert {(a, b) for a, b, _ in segments} == {(0, 2), (1, 2), (1, 3), (2, 3), (3, 4)}
-    to_l1 = [y for a, b, y in segments if (a, b) == (1, 2)]
-    to_l2 = [y for a, b, y in segments if (a, b) == (1, 3)]
+    assert {(a, b) for a, b, _ in segments} == {(1, 2), (0, 2), (0, 3), (2, 3), (3, 4)}
+    to_l1 = [y for a, b, y in segments if (a, b) == (0, 2)]
+    to_l2 = [y for a, b, y in segments if (a, b) == (0, 3)]
     assert min(to_l1) > max(to_l2)
 
 
@@ -300,7 +300,7 @@ def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64,
         n_layers = len(params["layers"])
         z = tuple(jnp.asarray(end[layout.offsets[c]:layout.offsets[c] + layout.columns[c].size])
                   for c in range(2, 2 + n_layers))
-        prev = tuple(jnp.split(jnp.asarray(end[layout.offsets[1]:layout.offsets[2]]), n_layers))
+        prev = tuple(jnp.split(jnp.asarray(end[:layout.offsets[1]]), n_layers))  # the h_t−1 column
         gb = jnp.asarray(live.gate, x.dtype)
         ours = jax.vjp(lambda i: _wgru_sweep(z, bound(params, s), i, prev, gb), x[t])[1](state_of(2, n_layers))[0]
         checks = [(lib, ours)]

@@ -125,13 +125,18 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         traces.append({"type": "scatter", "x": [ax[-1]], "y": [ay[-1]], "mode": "markers", "hoverinfo": "skip",
                        "showlegend": False, "opacity": 0.25 + 0.75 * float(np.clip(g_draw, 0, 1)),
                        "marker": {"symbol": "triangle-down", "size": 8 + widths[-1], "color": colors[-1]}})
-    for source, target in layout.carry:  # the state the next time step reads
-        ax, ay = _arc(xs[source], xs[target], bottom - 0.22, -0.06 - 0.02 * abs(source - target))  # below the labels
+    carry_notes = []
+    for source, target in layout.carry:  # the state the next time step reads: dotted, below the column labels
+        depth = -0.06 - 0.02 * abs(source - target)
+        ax, ay = _arc(xs[source], xs[target], bottom - 0.24, depth)
         text = (f"{cols[source].name} at time t becomes part of the next time step's {cols[target].name}"
                 " (not a wormhole: no fixed point over time)")
         traces.append({"type": "scatter", "x": ax, "y": ay, "mode": "lines", "hoverinfo": "text",
                        "text": [text] * len(ax), "showlegend": False, "name": "to the next time step",
                        "line": {"color": RECUR_COLOR, "width": 1.5, "dash": "dot"}})
+        carry_notes.append((abs(source - target), {
+            "x": (xs[source] + xs[target]) / 2, "y": bottom - 0.25 + depth / 2, "yanchor": "top", "showarrow": False,
+            "font": {"size": 11, "color": "#888"}, "text": f"to the next time step's {cols[target].name}"}))
     # units
     ux, uy, uc, ut, px, py, pt = [], [], [], [], [], [], []
     for c, col in enumerate(cols):
@@ -160,6 +165,8 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
                        "marker": {"size": size, "color": PENDING_COLOR, "line": {"width": 0.5, "color": "#999"}}})
     annotations = [{"x": xs[c], "y": bottom - 0.05, "text": f"<b>{col.name}</b><br>{col.size}", "showarrow": False,
                     "yanchor": "top", "font": {"size": 12}} for c, col in enumerate(cols)]
+    if carry_notes:  # the carry arcs' note once, under the longest
+        annotations.append(max(carry_notes, key=lambda note: note[0])[1])
     # the fixed-point blocks: a box around the columns solved together
     shapes = []
     state_cols = [c for c, col in enumerate(cols) if col.role == "state"]
@@ -254,6 +261,8 @@ def settling_heatmap(layout: Layout, values, residual, count: int, iteration: in
     }
     meta = {"kind": "settle", "units": n_rows, "iterations": count + 1, "count": count, "iteration": iteration,
             "direction": direction}
+    if count <= 20:  # a short solve: one tick per iteration (not 0.5, 1.5, ...)
+        lay["xaxis"]["dtick"] = 1
     fig = base_figure(traces, title, "iteration", "", height=max(380, min(700, 160 + 2 * n_rows)), meta=meta,
                       layout=lay)
     if count < 1:

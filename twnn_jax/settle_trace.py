@@ -139,15 +139,15 @@ def _gru_shape(model: Model) -> tuple[int, int]:
 
 def _gru_layout(model: Model, task) -> Layout:
     """wormhole_gru: one time step's cell. Layer i reads the layer below (layer 1: x_t) and its own state of the
-    previous time step (the `h_t−1` column: every layer's, in layer order); the wormhole feeds the top layer back
-    into layer 1; every layer's state is the next time step's `h_t−1`."""
+    previous time step (the `h_t−1` column, left of x_t as time runs left to right: every layer's state, in layer
+    order); the wormhole feeds the top layer back into layer 1; every layer's state is the next step's `h_t−1`."""
     layers, hidden = _gru_shape(model)
-    cols = (Column("x_t", task.n_in, "input"), Column("h_t−1", layers * hidden, "input"),
+    cols = (Column("h_t−1", layers * hidden, "input"), Column("x_t", task.n_in, "input"),
             *(Column(f"L{i + 1}", hidden, "state") for i in range(layers)), Column("out", task.n_out, "output"))
-    links = (Link(0, 2), *(Link(1, 2 + i, (i * hidden, (i + 1) * hidden)) for i in range(layers)),
+    links = (Link(1, 2), *(Link(0, 2 + i, (i * hidden, (i + 1) * hidden)) for i in range(layers)),
              *(Link(2 + i, 3 + i) for i in range(layers)))
     hole = Wormhole(1 + layers, 2, 0, ("hole",))
-    return Layout(model.kind, cols, (hole,), links, carry=tuple((2 + i, 1) for i in range(layers)))
+    return Layout(model.kind, cols, (hole,), links, carry=tuple((2 + i, 0) for i in range(layers)))
 
 
 def hole_params(params, hole: Wormhole) -> dict:
@@ -421,7 +421,7 @@ def _gru_solves(cell, params, x, sample_loss, s, cfg: TrainConfig, live: LiveCon
     a_states, a_res, a_st, a_u = _adjoint_trace(m, cfg, live, fixed, rhs, capacity)
     solves = [(jnp.concatenate([_flat(states), jax.vmap(head)(states[-1])], 1), g, res,
                jnp.minimum(st.iters, capacity))]
-    lead = jnp.concatenate([x[chosen], prevs[chosen]])
+    lead = jnp.concatenate([prevs[chosen], x[chosen]])  # the columns h_t−1, x_t
     return solves, lead, [(_flat(a_states), a_res, a_st, _flat(a_u))], output, step_iters, step_conv, chosen
 
 
