@@ -58,7 +58,7 @@ class Wormhole(NamedTuple):
     source: int  # column index of the later layer
     target: int  # column index of the earlier layer it feeds
     gate: int  # index into the model's gates vector
-    params: tuple  # the path of its parameters: ("seg", "holes", 0) or ("block12", "holes", 0)
+    params: tuple  # the path of its parameters: ("seg", "holes", 0), ("block12", "holes", 0); wormhole_gru: ("hole",)
 
 
 class Link(NamedTuple):
