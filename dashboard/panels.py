@@ -17,6 +17,7 @@ import streamlit as st
 
 from twnn_jax import figures
 from twnn_jax.checkpoint import dumps_strict
+from twnn_jax.settle_trace import TRACED_KINDS
 from twnn_jax.tasks import BRACKET_TASKS
 
 from . import growth_view, live_chart
@@ -395,7 +396,7 @@ def run_json(runner: Runner) -> str:
 
 def figures_html(runner: Runner) -> str:
     figs = build_figures(runner, runner.snapshot())
-    if runner.trainer.model.spec is not None:
+    if runner.trainer.model.kind in TRACED_KINDS:
         from . import teaching  # the network views (teaching.py imports this package's controls)
 
         figs.update(teaching.figures(runner))

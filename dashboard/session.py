@@ -39,7 +39,7 @@ import numpy as np
 
 from twnn_jax import growth
 from twnn_jax.settings import LIVE, SETTINGS
-from twnn_jax.settle_trace import settle_for
+from twnn_jax.settle_trace import TRACED_KINDS, settle_for
 from twnn_jax.tasks import BRACKET_TASKS
 from twnn_jax.train import (
     STEPS_PER_CALL,
@@ -646,7 +646,7 @@ class Runner:
         contraction estimate, the network views' settling trace (models with a fixed point). The one list that
         the warm-up (after compiling the training loop) and `twnn dashboard`'s preload (before it) run."""
         calls = [self.evaluate, self.generate, self.contraction]
-        if self.trainer.model.spec is not None:
+        if self.trainer.model.kind in TRACED_KINDS:
             calls.append(lambda: self.settle(0))
         return calls
 

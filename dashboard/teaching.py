@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 
 from twnn_jax import network_figures
-from twnn_jax.settle_trace import CAPACITY, hole_params, network_layout, settle_for
+from twnn_jax.settle_trace import CAPACITY, TRACED_KINDS, hole_params, network_layout, settle_for
 
 from . import live_chart
 from .controls import VIEW_PARAMS
@@ -106,7 +106,7 @@ def tick_kind(runner: Runner, frozen: bool) -> str | None:
         return None
     if st.session_state.get("_settle_play"):
         return "animate"
-    if runner.trainer.model.spec is not None and settle_for(runner.config)._cache_size() == 0 and runner.warming_up:
+    if runner.trainer.model.kind in TRACED_KINDS and settle_for(runner.config)._cache_size() == 0 and runner.warming_up:
         return "compile"
     return None if frozen or not runner.playing else "charts"
 
@@ -250,7 +250,7 @@ def render(runner: Runner, kind: str | None, frozen: bool) -> None:
     if not st.session_state[OPEN_KEY]:
         _follow(runner, kind, frozen)
         return
-    if trainer.model.spec is None:
+    if trainer.model.kind not in TRACED_KINDS:
         st.info(f"Model {trainer.model.kind} has no fixed point to draw.")
         return
     if settle_for(runner.config)._cache_size() == 0:

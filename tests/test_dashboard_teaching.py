@@ -204,3 +204,49 @@ def test_the_sample_picker_value_falls_back_to_the_slowest():
     assert teaching.choose_sample(iters, "slowest") == 1 and teaching.choose_sample(iters, "fastest") == 2
     assert teaching.choose_sample(iters, 3) == 3 and teaching.choose_sample(iters, np.int64(7)) == 3
     assert teaching.choose_sample(iters, "a label, not an index") == 1 and teaching.choose_sample(iters, None) == 1
+
+
+def test_the_gated_wormhole_gru_draws_one_time_steps_cell_and_its_sliders_compile_nothing():
+    at = new_app(task="adding", model="wormhole_gru")
+    runner = runner_of(at)
+    assert runner.trainer.model.kind == "wormhole_gru" and not at.warning
+    assert not [i.value for i in at.info if "no fixed point" in i.value]
+    steps, hidden = runner.config.seq_len, runner.config.hidden
+    network, settle = views(at)
+    layout = network_layout(runner.trainer.model, runner.trainer.task)
+    assert [c.name for c in layout.columns] == ["h_t−1", "x_t", "L1", "L2", "out"]
+    assert len(arcs(network)) == 1 == network["layout"]["meta"]["arcs"] and "L2 → L1" in arcs(network)[0]["name"]
+    meta = settle["layout"]["meta"]
+    ev = runner.evaluate()
+    index = meta["sample"]
+    assert index == int(np.argmax(ev["fwd_iters"]))
+    trace = runner.settle(index)
+    assert int(np.sum(trace["step_iters"])) == int(ev["fwd_iters"][index])  # every time step's solve
+    assert meta["count"] == int(trace["step_iters"][int(trace["time_step"])]) == meta["iteration"]
+    z = np.asarray(_decode(settle["data"][0]["z"]))
+    assert z.shape == (len(network_figures.heatmap_rows(layout)), meta["count"] + 1)
+    fn = settle_for(runner.config)
+    compiled = (fn._cache_size(), runner.trainer.evaluate._cache_size())
+    # another time step, the iteration slider, the backward solve: the same compiled trace
+    at.selectbox(key=teaching.TSTEP_KEY).set_value(3).run()
+    assert not at.exception, [e.value for e in at.exception]
+    network, settle = views(at)
+    assert f"time step 3 of {steps}" in network["layout"]["meta"]["subtitle"] and query(at)["tstep"] == "3"
+    assert settle["layout"]["meta"]["count"] == int(runner.settle(index, 3)["step_iters"][3])
+    at.slider(key="iter").set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    start, _ = views(at)
+    assert start["layout"]["meta"]["iteration"] == 0 and query(at)["iter"] == "0"
+    values = np.asarray(start["layout"]["meta"]["unit_values"], dtype=float)
+    state = slice(layout.offsets[2], layout.offsets[4])
+    assert np.all(values[state] == 0)  # the fixed-point layers start at zero
+    assert np.count_nonzero(values[:layout.offsets[1]]) > 0  # h_t−1: what step 2 left
+    at.radio(key=teaching.DIR_KEY).set_value("backward").run()
+    assert not at.exception, [e.value for e in at.exception]
+    _, back = views(at)
+    adjoint = runner.settle(index, 3)["adjoint"]
+    assert back["layout"]["meta"]["direction"] == "backward"
+    assert np.asarray(_decode(back["data"][0]["z"])).shape == (2 * hidden, int(adjoint["count"]) + 1)
+    at.slider(key="iter").set_value(1).run()
+    assert views(at)[1]["layout"]["meta"]["iteration"] == 1
+    assert (fn._cache_size(), runner.trainer.evaluate._cache_size()) == compiled

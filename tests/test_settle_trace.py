@@ -44,6 +44,7 @@ CASES = {  # task, model: every model the network picture supports
     "wormhole": dict(task="digits", model="wormhole", hidden=8),
     "resnet_fp": dict(task="digits", hidden=8),
     "wormhole_rnn": dict(task="adding", hidden=8, seq_len=6),
+    "wormhole_gru": dict(task="adding", model="wormhole_gru", hidden=6, seq_len=6),
 }
 
 
@@ -70,6 +71,10 @@ def test_the_trace_ends_at_the_models_fixed_point_with_its_count(kind):
             if layout.recurrent:
                 assert int(np.sum(tr["step_iters"])) == int(tr["iters"])
                 assert count == int(tr["step_iters"][int(tr["time_step"])]) == int(np.max(tr["step_iters"]))
+                # the output column at the end of the timeline: the model's output at that time step
+                out = layout.offsets[-1]
+                np.testing.assert_allclose(tr["values"][count, out:], np.asarray(ev["output"][index])[
+                    int(tr["time_step"])], rtol=1e-4, atol=1e-5)
             else:
                 assert count == int(tr["iters"])
             np.testing.assert_allclose(np.asarray(tr["output"]), np.asarray(ev["output"][index]), rtol=1e-4,
@@ -81,6 +86,14 @@ def test_the_trace_ends_at_the_models_fixed_point_with_its_count(kind):
                                             _settings(cfg, live))
                 got = tr["values"][count, layout.offsets[1]:layout.offsets[1] + sum(trainer.model.spec.widths)]
                 np.testing.assert_allclose(got, np.concatenate([np.asarray(s) for s in state]), rtol=1e-5, atol=1e-6)
+            if kind == "wormhole_gru":  # the end of one step's timeline is the state the next step reads
+                t = int(tr["time_step"])
+                if t + 1 < cfg.seq_len:
+                    after = jax.device_get(fn(params, live, np.int32(index), np.int32(t + 1)))
+                    assert int(after["time_step"]) == t + 1
+                    got = tr["values"][count, layout.offsets[2]:layout.offsets[-1]]
+                    read = after["values"][0, :layout.offsets[1]]  # its h_t−1 column
+                    np.testing.assert_allclose(got, read, rtol=1e-5, atol=1e-6)
             # the start: every fixed-point unit zero; every value finite up to the end (resnet: block 2 NaN first)
             rows = network_figures.heatmap_rows(layout)
             assert np.all(tr["values"][count][rows] == tr["values"][count][rows])
@@ -112,8 +125,41 @@ def test_network_figure_has_one_arc_per_wormhole_and_gates_widen_it():
     assert heat["layout"]["meta"]["iteration"] == 2 and heat["layout"]["meta"]["iterations"] == 7
 
 
-def test_models_without_a_fixed_point_have_no_picture():
-    trainer = trainer_for(TrainConfig(task="digits", model="resnet_plain", hidden=8, batch_size=4))
+def test_the_gru_cell_picture_one_arc_the_gate_widens_it_and_the_links_are_the_cells():
+    from twnn_dashboard import teaching
+
+    cfg = TrainConfig(**CASES["wormhole_gru"], batch_size=4)
+    trainer = trainer_for(cfg)
+    params = trainer.init(0).params
+    layout = network_layout(trainer.model, trainer.task)
+    assert [(c.name, c.size, c.role) for c in layout.columns] == [
+        ("h_t−1", 12, "input"), ("x_t", 2, "input"), ("L1", 6, "state"), ("L2", 6, "state"), ("out", 1, "output")]
+    assert layout.recurrent and layout.carry == ((2, 0), (3, 0))  # every layer's state: the next step's h_t−1
+    norms, balance = teaching.hole_norms(layout, params), teaching.hole_balances(layout, params)
+    assert norms == [pytest.approx(float(np.linalg.norm(np.asarray(params["hole"]["v"]), 2)), rel=1e-5)]
+    values = np.linspace(-1, 1, layout.units)
+    widths = []
+    for gate in (-3.0, 3.0):  # the evaluation's mean gate (as the page draws it) at a low and a high gate bias
+        ev = jax.device_get(trainer.evaluate(params, live_controls(cfg, gate=gate)))
+        gate_means = np.asarray(ev["gates"], float).reshape(len(ev["fwd_iters"]), -1).mean(0)
+        fig = network_figures.network_figure(layout, values, gate_means, norms, hole_balance=balance)
+        arcs = [t for t in fig["data"] if t.get("meta", {}).get("arc") is not None]
+        assert len(arcs) == 1 == fig["layout"]["meta"]["arcs"] and "L2 → L1" in arcs[0]["name"]
+        widths.append(fig["layout"]["meta"]["arc_widths"][0])
+    assert widths[1] > widths[0] + 5
+    assert len([t for t in fig["data"] if t.get("name") == "to the next time step"]) == 2
+    # forward connections: x_t feeds L1 only; each layer reads its own part of h_t−1 (L1 the upper, L2 the lower)
+    fwd = next(t for t in fig["data"] if t.get("name") == "forward")
+    segments = [(fwd["x"][i], fwd["x"][i + 1], fwd["y"][i]) for i in range(0, len(fwd["x"]), 3)]
+    assert {(a, b) for a, b, _ in segments} == {(1, 2), (0, 2), (0, 3), (2, 3), (3, 4)}
+    to_l1 = [y for a, b, y in segments if (a, b) == (0, 2)]
+    to_l2 = [y for a, b, y in segments if (a, b) == (0, 3)]
+    assert min(to_l1) > max(to_l2)
+
+
+@pytest.mark.parametrize("task, model", [("digits", "resnet_plain"), ("adding", "gru"), ("adding", "lstm")])
+def test_models_without_a_fixed_point_have_no_picture(task, model):
+    trainer = trainer_for(TrainConfig(task=task, model=model, hidden=8, seq_len=6, batch_size=4))
     with pytest.raises(ValueError, match="no network picture"):
         network_layout(trainer.model, trainer.task)
 
@@ -125,18 +171,31 @@ def test_models_without_a_fixed_point_have_no_picture():
 
 def _sample_grad(trainer, params, live, index, probe=None):
     """The library's gradient of one evaluation sample's loss (and, with a probe, its backward statistics)."""
-    from twnn_jax import value_and_grad_with_stats
-    from twnn_jax.train import solve_settings
+    return _sample_grad_fn(trainer)(params, live, index, backward_probe_for(probe))
 
-    x, y = (jnp.asarray(a)[index] for a in trainer.task.eval_set[:2])
-    s = solve_settings(trainer.config, live)
 
-    def loss(p, pr):
-        out, _, _ = trainer.model.apply(p, x, live.gate, s, pr)
-        return trainer.task.loss(out[None], y[None])[0]
+_GRAD_FNS: dict = {}  # one jitted gradient per trainer (index and live values traced), kept with its trainer
 
-    _, grads, bst = value_and_grad_with_stats(loss)(params, backward_probe_for(probe))
-    return grads, bst
+
+def _sample_grad_fn(trainer):
+    if id(trainer) not in _GRAD_FNS:
+        from twnn_jax import value_and_grad_with_stats
+        from twnn_jax.train import solve_settings
+
+        @jax.jit
+        def run(params, live, index, probe):
+            x, y = (jnp.asarray(a)[index] for a in trainer.task.eval_set[:2])
+            s = solve_settings(trainer.config, live)
+
+            def loss(p, pr):
+                out, _, _ = trainer.model.apply(p, x, live.gate, s, pr)
+                return trainer.task.loss(out[None], y[None])[0]
+
+            _, grads, bst = value_and_grad_with_stats(loss)(params, probe)
+            return grads, bst
+
+        _GRAD_FNS[id(trainer)] = (trainer, run)
+    return _GRAD_FNS[id(trainer)][1]
 
 
 def backward_probe_for(probe):
@@ -145,7 +204,7 @@ def backward_probe_for(probe):
     return backward_probe(()) if probe is None else probe
 
 
-@pytest.mark.parametrize("kind", ["small", "wormhole", "resnet_fp"])
+@pytest.mark.parametrize("kind", ["small", "wormhole", "resnet_fp", "wormhole_gru"])
 def test_the_adjoint_trace_counts_what_the_librarys_backward_solve_counts(kind):
     cfg = TrainConfig(**CASES[kind], batch_size=4)
     trainer = trainer_for(cfg)
@@ -158,9 +217,16 @@ def test_the_adjoint_trace_counts_what_the_librarys_backward_solve_counts(kind):
             tr = jax.device_get(fn(params, live, np.int32(index), np.int32(-1)))
             adj = tr["adjoint"]
             _, bst = _sample_grad(trainer, params, live, index)
-            assert int(adj["iters"]) == int(bst.iters) >= 1
+            if layout.recurrent:  # the library counts every time step's backward solve: trace each one
+                steps = [jax.device_get(fn(params, live, np.int32(index), np.int32(t)))["adjoint"]
+                         for t in range(cfg.seq_len)]
+                assert [int(a["iters"]) for a in steps][int(tr["time_step"])] == int(adj["iters"]) >= 1
+                assert sum(int(a["iters"]) for a in steps) == int(bst.iters)
+                assert all(bool(a["converged"]) for a in steps) == bool(bst.converged)
+            else:
+                assert int(adj["iters"]) == int(bst.iters) >= 1
             assert int(adj["count"]) == int(np.sum(np.minimum(adj["solve_iters"], 120)))
-            assert bool(adj["converged"]) == bool(bst.converged)
+            assert bool(adj["converged"]) == bool(bst.converged) or layout.recurrent
             assert adj["values"].shape == tr["values"].shape
             # fixed-point columns only; the start is the right-hand side, the last column the adjoint's end
             rows = [r for c, col in enumerate(layout.columns) if col.role == "state"
@@ -183,7 +249,7 @@ def x64():
     jax.config.update("jax_enable_x64", False)
 
 
-@pytest.mark.parametrize("kind", ["wormhole", "resnet_fp", "wormhole_rnn"])
+@pytest.mark.parametrize("kind", ["wormhole", "resnet_fp", "wormhole_rnn", "wormhole_gru"])
 def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64, kind):
     from twnn_jax.train import solve_settings
     from twnn_jax.wormhole import bound_holes, sweep
@@ -201,13 +267,13 @@ def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64,
     adj = tr["adjoint"]
     assert bool(adj["converged"]) and int(adj["count"]) == int(np.sum(adj["solve_iters"]))  # within the capacity
     last = adj["values"][int(adj["count"])]
-    grads, _ = _sample_grad(trainer, params, live, index)
+    grads = None if layout.recurrent else _sample_grad(trainer, params, live, index)[0]
     x = jnp.asarray(trainer.task.eval_set[0])[index]
 
-    def state_of(col):  # the recorded adjoint of the fixed-point columns starting at column `col`
-        o = layout.offsets[col]
-        return tuple(jnp.asarray(last[o + sum(spec.widths[:i]): o + sum(spec.widths[:i + 1])])
-                     for i in range(len(spec.widths)))
+    def state_of(col, n=None):  # the recorded adjoint of the `n` fixed-point columns (one segment's) from `col`
+        n = len(spec.widths) if n is None else n
+        return tuple(jnp.asarray(last[layout.offsets[c]:layout.offsets[c] + layout.columns[c].size])
+                     for c in range(col, col + n))
 
     def through_params(seg_params, inp, u):
         """The parameter gradient an adjoint `u` gives: u^T d sweep / d params at the segment's fixed point."""
@@ -222,6 +288,23 @@ def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64,
         z1, _, _ = solve_segment(params["block12"], h, live.gate, spec, s)
         checks = [(grads["block12"], through_params(params["block12"], h, state_of(2))),
                   (grads["block34"], through_params(params["block34"], z1[-1], state_of(4)))]
+    elif kind == "wormhole_gru":  # as wormhole_rnn below: x_t reaches the loss only through step t's solve
+        from twnn_jax.recurrent import _wgru_sweep, bound
+
+        t = int(tr["time_step"])
+        y = jnp.asarray(trainer.task.eval_set[1])[index]
+        lib = jax.jit(jax.grad(lambda xs: trainer.task.loss(trainer.model.apply(params, xs, live.gate, s)[0][None],
+                                                            y[None])[0]))(x)[t]
+        # the step's fixed point and the state it read, as recorded (the check below fails if either is wrong)
+        end = tr["values"][int(tr["count"])]
+        n_layers = len(params["layers"])
+        z = tuple(jnp.asarray(end[layout.offsets[c]:layout.offsets[c] + layout.columns[c].size])
+                  for c in range(2, 2 + n_layers))
+        prev = tuple(jnp.split(jnp.asarray(end[:layout.offsets[1]]), n_layers))  # the h_t−1 column
+        gb = jnp.asarray(live.gate, x.dtype)
+        ours = jax.vjp(lambda i: _wgru_sweep(z, bound(params, s), i, prev, gb), x[t])[1](state_of(2, n_layers))[0]
+        checks = [(lib, ours)]
+        assert np.abs(np.asarray(lib)).max() > 1e-8  # a gradient to compare, not two zeros
     else:  # the input of the chosen time step reaches the loss only through that step's solve: the library's
         # gradient with respect to it is u_t^T d sweep / d input at that step's fixed point
         t = int(tr["time_step"])

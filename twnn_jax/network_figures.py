@@ -86,14 +86,16 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
     xs = np.arange(len(cols), dtype=float)
     offsets = layout.offsets
     traces: list = []
-    # forward connections, faint: each unit of a column to a few units of the next
+    # forward connections, faint: each unit of a column (or of the link's units) to a few units of the target
     fx, fy = [], []
-    for c in range(len(cols) - 1):
-        ya, yb = _unit_y(cols[c].size), _unit_y(cols[c + 1].size)
+    for link in layout.forward_links:
+        ya, yb = _unit_y(cols[link.source].size), _unit_y(cols[link.target].size)
+        if link.units is not None:
+            ya = ya[link.units[0]:link.units[1]]
         picks = np.unique(np.linspace(0, len(yb) - 1, min(4, len(yb))).round().astype(int))
         for a in ya[:: max(1, len(ya) // 16)]:
             for b in yb[picks]:
-                fx += [xs[c], xs[c + 1], None]
+                fx += [xs[link.source], xs[link.target], None]
                 fy += [a, b, None]
     traces.append({"type": "scatter", "x": fx, "y": fy, "mode": "lines", "hoverinfo": "skip", "showlegend": False,
                    "line": {"color": "rgba(128,128,128,0.12)", "width": 1}, "name": "forward"})
@@ -123,13 +125,18 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         traces.append({"type": "scatter", "x": [ax[-1]], "y": [ay[-1]], "mode": "markers", "hoverinfo": "skip",
                        "showlegend": False, "opacity": 0.25 + 0.75 * float(np.clip(g_draw, 0, 1)),
                        "marker": {"symbol": "triangle-down", "size": 8 + widths[-1], "color": colors[-1]}})
-    if layout.recurrent:  # h_t goes to the next time step's input
-        last_state = max(i for i, c in enumerate(cols) if c.role == "state")
-        ax, ay = _arc(xs[last_state], xs[0], bottom - 0.22, -0.12)  # below the column labels
+    carry_notes = []
+    for source, target in layout.carry:  # the state the next time step reads: dotted, below the column labels
+        depth = -0.06 - 0.02 * abs(source - target)
+        ax, ay = _arc(xs[source], xs[target], bottom - 0.24, depth)
+        text = (f"{cols[source].name} at time t becomes part of the next time step's {cols[target].name}"
+                " (not a wormhole: no fixed point over time)")
         traces.append({"type": "scatter", "x": ax, "y": ay, "mode": "lines", "hoverinfo": "text",
-                       "text": ["h_t becomes the next time step's input (not a wormhole: no fixed point over time)"]
-                       * len(ax), "showlegend": False, "name": "to the next time step",
+                       "text": [text] * len(ax), "showlegend": False, "name": "to the next time step",
                        "line": {"color": RECUR_COLOR, "width": 1.5, "dash": "dot"}})
+        carry_notes.append((abs(source - target), {
+            "x": (xs[source] + xs[target]) / 2, "y": bottom - 0.25 + depth / 2, "yanchor": "top", "showarrow": False,
+            "font": {"size": 11, "color": "#888"}, "text": f"to the next time step's {cols[target].name}"}))
     # units
     ux, uy, uc, ut, px, py, pt = [], [], [], [], [], [], []
     for c, col in enumerate(cols):
@@ -158,6 +165,8 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
                        "marker": {"size": size, "color": PENDING_COLOR, "line": {"width": 0.5, "color": "#999"}}})
     annotations = [{"x": xs[c], "y": bottom - 0.05, "text": f"<b>{col.name}</b><br>{col.size}", "showarrow": False,
                     "yanchor": "top", "font": {"size": 12}} for c, col in enumerate(cols)]
+    if carry_notes:  # the carry arcs' note once, under the longest
+        annotations.append(max(carry_notes, key=lambda note: note[0])[1])
     # the fixed-point blocks: a box around the columns solved together
     shapes = []
     state_cols = [c for c, col in enumerate(cols) if col.role == "state"]
@@ -252,6 +261,8 @@ def settling_heatmap(layout: Layout, values, residual, count: int, iteration: in
     }
     meta = {"kind": "settle", "units": n_rows, "iterations": count + 1, "count": count, "iteration": iteration,
             "direction": direction}
+    if count <= 20:  # a short solve: one tick per iteration (not 0.5, 1.5, ...)
+        lay["xaxis"]["dtick"] = 1
     fig = base_figure(traces, title, "iteration", "", height=max(380, min(700, 160 + 2 * n_rows)), meta=meta,
                       layout=lay)
     if count < 1:
