@@ -168,8 +168,10 @@ def test_outputs_are_strict_and_heatmaps_average_the_other_axes(tmp_path):
 # ---- 8 devices: the same numbers as one device, and as each configuration's own run ----------------------
 @pytest.fixture(scope="module")
 def eight_devices():
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
-    env = {**os.environ, "XLA_FLAGS": flags, "TWNN_COMPILE_CACHE": "0"}
+    # XLA_FLAGS replaced, not extended: these checks compare programs of different shapes (1 and 8 devices, a
+    # sweep and single runs) to 1e-5, which holds at XLA's usual optimisation and not at the level the rest
+    # of the suite compiles with (tests/conftest.py): there one adjoint solve in 1,600 took one more iteration
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "TWNN_COMPILE_CACHE": "0"}
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "sweep_devices_check.py")], env=env,
                           capture_output=True, text=True, timeout=3000, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -237,8 +239,7 @@ def _grid_flags() -> list[str]:
 @pytest.mark.e2e
 def test_two_processes_on_loopback_equal_one_process(eight_devices, tmp_path):
     out = tmp_path / "sweep"
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
-    env = {**os.environ, "XLA_FLAGS": flags, "TWNN_COMPILE_CACHE": "0"}
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "TWNN_COMPILE_CACHE": "0"}
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(name, None)
     port = _free_port()
