@@ -14,7 +14,7 @@ import pytest
 
 from twnn_jax import cli
 from twnn_jax.models import build_model
-from twnn_jax.recurrent import _gru_update, _wgru_sweep, cell_for, scan_cell, state_gradients
+from twnn_jax.recurrent import _gru_update, cell_for, scan_cell, state_gradients, wgru_sweep
 from twnn_jax.tasks import adding_task, copy_task
 from twnn_jax.train import TrainConfig, live_controls, trainer_for
 from twnn_jax.wormhole import SolveSettings
@@ -71,7 +71,7 @@ def test_each_step_is_a_fixed_point_of_the_sweep(float64):
         prev = (carry[:4], carry[4:])
         new, _, stats, gates = cell.step(params, carry, xs[t], 1.0, TIGHT)
         state = (new[:4], new[4:])
-        again = _wgru_sweep(state, params, xs[t], prev, jnp.float64(1.0))
+        again = wgru_sweep(state, params, xs[t], prev, jnp.float64(1.0))
         np.testing.assert_allclose(jnp.concatenate(again), new, atol=1e-11)
         assert bool(stats.converged) and int(stats.iters) > 2  # an open gate: more than one sweep
         assert 0.0 < float(gates[0]) < 1.0

@@ -289,7 +289,7 @@ def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64,
         checks = [(grads["block12"], through_params(params["block12"], h, state_of(2))),
                   (grads["block34"], through_params(params["block34"], z1[-1], state_of(4)))]
     elif kind == "wormhole_gru":  # as wormhole_rnn below: x_t reaches the loss only through step t's solve
-        from twnn_jax.recurrent import _wgru_sweep, bound
+        from twnn_jax.recurrent import bound, wgru_sweep
 
         t = int(tr["time_step"])
         y = jnp.asarray(trainer.task.eval_set[1])[index]
@@ -302,7 +302,7 @@ def test_the_recorded_adjoint_is_the_one_the_librarys_gradient_uses_float64(x64,
                   for c in range(2, 2 + n_layers))
         prev = tuple(jnp.split(jnp.asarray(end[:layout.offsets[1]]), n_layers))  # the h_t−1 column
         gb = jnp.asarray(live.gate, x.dtype)
-        ours = jax.vjp(lambda i: _wgru_sweep(z, bound(params, s), i, prev, gb), x[t])[1](state_of(2, n_layers))[0]
+        ours = jax.vjp(lambda i: wgru_sweep(z, bound(params, s), i, prev, gb), x[t])[1](state_of(2, n_layers))[0]
         checks = [(lib, ours)]
         assert np.abs(np.asarray(lib)).max() > 1e-8  # a gradient to compare, not two zeros
     else:  # the input of the chosen time step reaches the loss only through that step's solve: the library's

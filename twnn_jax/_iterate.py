@@ -67,13 +67,14 @@ def _tree_where(cond, a, b):
     return jax.tree.map(lambda u, v: jnp.where(cond, u, v), a, b)
 
 
-def _anderson_init(x, memory: int):
+def anderson_init(x, memory: int):
+    """The empty history `anderson_next` starts from: `memory` rows of the flattened x and of f(x)."""
     flat, _ = ravel_pytree(x)
     n = flat.shape[0]
     return (jnp.zeros((memory, n), flat.dtype), jnp.zeros((memory, n), flat.dtype))
 
 
-def _anderson_next(x, fx, t, hist, *, memory: int, mixing, reg):
+def anderson_next(x, fx, t, hist, *, memory: int, mixing, reg):
     """One Anderson (type II) update with a history of the last `memory` pairs (x, f(x))."""
     flat_x, unravel = ravel_pytree(x)
     flat_fx, _ = ravel_pytree(fx)
@@ -159,7 +160,7 @@ def iterate(
         elif settings.solver == "damped":
             x_new = jax.tree.map(lambda a, b: a + damping * (b - a), x, fx)
         else:
-            x_new, hist = _anderson_next(
+            x_new, hist = anderson_next(
                 x, fx, t, hist, memory=settings.anderson_memory, mixing=anderson_mixing, reg=anderson_reg
             )
             x_new = _tree_where(r <= tol, fx, x_new)  # once converged, hand back f(x): closer than the mix
@@ -174,7 +175,7 @@ def iterate(
         x0,
         jnp.full((), jnp.inf, dtype),
         jnp.full((max(capacity, 1),), jnp.nan, dtype),
-        _anderson_init(x0, settings.anderson_memory) if settings.solver == "anderson" else (),
+        anderson_init(x0, settings.anderson_memory) if settings.solver == "anderson" else (),
     )
     if scan_length:
         def masked(carry, _):

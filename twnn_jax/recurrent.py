@@ -95,7 +95,7 @@ def lstm_cell(n_in, n_out, hidden) -> Cell:
     return Cell(init, lambda dtype: jnp.zeros(2 * hidden, dtype), step)
 
 
-def _wgru_sweep(state, params, x_t, prev, gate_bias):
+def wgru_sweep(state, params, x_t, prev, gate_bias):
     """One layer-order sweep of the stack: each layer sees the new state below it; the wormhole the old top."""
     hole = params["hole"]
     top = state[-1]
@@ -109,7 +109,8 @@ def _wgru_sweep(state, params, x_t, prev, gate_bias):
     return tuple(new)
 
 
-def _wgru_gate(params, top, gate_bias):
+def wgru_gate(params, top, gate_bias):
+    """The wormhole's gate (shape (1,)) for the top layer's state `top`."""
     hole = params["hole"]
     return jax.nn.sigmoid(hole["q"] @ top + hole["d"] + gate_bias)[None]
 
@@ -140,12 +141,12 @@ def wormhole_gru_cell(n_in, n_out, hidden, layers: int = WORMHOLE_GRU_LAYERS) ->
         prev = split(carry)
         z0 = tuple(jnp.zeros(hidden, dtype) for _ in range(layers))
         state, stats = fix(
-            _wgru_sweep, z0, params, x_t, prev, jnp.asarray(gate_bias, dtype),
+            wgru_sweep, z0, params, x_t, prev, jnp.asarray(gate_bias, dtype),
             tol=settings.tol, max_iter=settings.max_iter, damping=settings.damping, bwd_tol=settings.bwd_tol,
             solver=settings.solver, grad_mode=settings.grad_mode, trajectory=settings.trajectory,
             unroll_capacity=settings.unroll_capacity, probe=probe,
         )
-        return jnp.concatenate(state), dense(params["head"], state[-1]), stats, _wgru_gate(params, state[-1],
+        return jnp.concatenate(state), dense(params["head"], state[-1]), stats, wgru_gate(params, state[-1],
                                                                                               gate_bias)
 
     return Cell(init, lambda dtype: jnp.zeros(layers * hidden, dtype), step)
@@ -210,7 +211,7 @@ def as_model(kind: str, cell: Cell, n_wormholes: int) -> Model:
             hidden = carry.shape[0] // layers
             split = lambda c: tuple(c[i * hidden:(i + 1) * hidden] for i in range(layers))  # noqa: E731
             gb = jnp.asarray(gate_bias, xs.dtype)
-            f = lambda z: _wgru_sweep(z, params, xs[0], split(carry0), gb)  # noqa: E731
+            f = lambda z: wgru_sweep(z, params, xs[0], split(carry0), gb)  # noqa: E731
             return jacobian_norm(f, split(jax.lax.stop_gradient(carry)))
 
     return Model(kind, cell.init, apply, n_wormholes, bool(n_wormholes), contraction)

@@ -35,9 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._iterate import Settings, _anderson_init, _anderson_next, iterate, tree_norm
+from ._iterate import Settings, anderson_init, anderson_next, iterate, tree_norm
 from .models import Model, dense
-from .recurrent import _wgru_gate, _wgru_sweep, bound, cell_for
+from .recurrent import bound, cell_for, wgru_gate, wgru_sweep
 from .settings import LiveControls, TrainConfig
 from .train import solve_settings, structure_of
 from .wormhole import SegmentSpec, bound_holes, gates, solve_segment, sweep
@@ -189,7 +189,7 @@ def trace_iterate(step, x0, *, tol, max_iter, solver: str = "plain", damping=0.5
         elif solver == "damped":
             x_new, hist_new = jax.tree.map(lambda a, b: a + damping * (b - a), x, fx), hist
         else:
-            x_new, hist_new = _anderson_next(x, fx, t, hist, memory=anderson_memory, mixing=anderson_mixing,
+            x_new, hist_new = anderson_next(x, fx, t, hist, memory=anderson_memory, mixing=anderson_mixing,
                                              reg=anderson_reg)
             x_new = jax.tree.map(lambda a, b: jnp.where(r_new <= tol, a, b), fx, x_new)
         x_new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), x_new, x)
@@ -197,7 +197,7 @@ def trace_iterate(step, x0, *, tol, max_iter, solver: str = "plain", damping=0.5
         carry = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, carry)
         return carry, (carry[1], jnp.where(active, jnp.where(finite, r_new, jnp.inf), jnp.nan))
 
-    hist0 = _anderson_init(x0, anderson_memory) if solver == "anderson" else ()
+    hist0 = anderson_init(x0, anderson_memory) if solver == "anderson" else ()
     init = (jnp.zeros((), jnp.int32), x0, jnp.full((), jnp.inf, x0_dtype), hist0)
     _, (xs, residuals) = lax.scan(body, init, None, length=capacity)
     states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
@@ -228,8 +228,8 @@ def _gru_map(bounded_params, x_t, prev, gate_bias) -> FixedPointMap:
     `prev` (one array per layer), `bounded_params` with the wormhole weight bounded (as `scan_cell` does)."""
     dtype = prev[0].dtype  # as the cell's step: the carry's
     gb = jnp.asarray(gate_bias, dtype)
-    return FixedPointMap(lambda z: _wgru_sweep(z, bounded_params, x_t, prev, gb),
-                         lambda z: _wgru_gate(bounded_params, z[-1], gb), tuple(jnp.zeros_like(h) for h in prev))
+    return FixedPointMap(lambda z: wgru_sweep(z, bounded_params, x_t, prev, gb),
+                         lambda z: wgru_gate(bounded_params, z[-1], gb), tuple(jnp.zeros_like(h) for h in prev))
 
 
 def _forward_trace(m: FixedPointMap, cfg: TrainConfig, live: LiveControls, capacity):
