@@ -474,12 +474,12 @@ class Runner:
     def _leave(self, stop: threading.Event) -> bool:
         """Whether this worker should stop waiting in a line: paused, closed, or (checked every 2 s) its
         browser session has ended or its page has not been seen for IDLE_PAUSE_S."""
-        return stop.is_set() or self.closed or not self._still_watched_every(ALIVE_CHECK_S)
+        return stop.is_set() or self.closed or not self._still_watched_at_times()
 
-    def _still_watched_every(self, seconds: float) -> bool:
-        """`_still_watched`, asked at most once every `seconds` (it reads the server's sessions); True between."""
+    def _still_watched_at_times(self) -> bool:
+        """`_still_watched`, asked at most once every ALIVE_CHECK_S (it reads the server's sessions); True between."""
         now = time.monotonic()
-        if now - self._last_alive_check <= seconds:
+        if now - self._last_alive_check <= ALIVE_CHECK_S:
             return True
         self._last_alive_check = now
         return self._still_watched(now)
@@ -547,7 +547,7 @@ class Runner:
                     self.compiling = self.trainer.run._cache_size() == 0
                 calls = run_calls(self.trainer, start, plan, in_flight=_in_flight)
                 while not stop.is_set():
-                    if not self._still_watched_every(ALIVE_CHECK_S):
+                    if not self._still_watched_at_times():
                         break
                     try:
                         state, rows, last, call = next(calls)

@@ -101,6 +101,23 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def section_screenshot(page, heading: str, last_key: str, name: str, below: int) -> Path:
+    """A screenshot (SHOTS / name) of a page section, from its heading (`#heading`) down to the chart `last_key`
+    and `below` more pixels (the captions under it), the mouse moved away and the section scrolled into view."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(f"#{heading}").scroll_into_view_if_needed()
+    page.mouse.move(5, 995)
+    time.sleep(1.0)  # hover labels fade out; the picture, not an assertion, waits on it
+    top = page.locator(f"#{heading}").bounding_box()
+    bottom = page.locator(f".st-key-{last_key}").bounding_box()
+    height = bottom["y"] + bottom["height"] - top["y"] + below
+    path = SHOTS / name
+    page.screenshot(path=str(path), full_page=True,
+                    clip={"x": 0, "y": top["y"] - 10 + page.evaluate("window.scrollY"),
+                          "width": page.viewport_size["width"], "height": height})
+    return path
+
+
 def play_button(page):
     return page.locator(".st-key-play button:visible")
 

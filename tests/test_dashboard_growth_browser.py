@@ -12,12 +12,12 @@ import time
 from test_dashboard_browser import (  # noqa: F401
     IDLE,
     JS_TAG,
-    SHOTS,
     chart,
     draws,
     meta,
     play_button,
     pytestmark,
+    section_screenshot,
     step_count,
     wait_for,
 )
@@ -56,14 +56,6 @@ def test_brackets_with_growth_on_draws_the_size_live(app_url, page):
     assert units["slots"] == 100 and len(units["active_slots"]) == units["active"]
     assert page.locator("text=What you see: how many neurons").count() == 1
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#network-size").scroll_into_view_if_needed()
-    page.mouse.move(5, 995)
-    time.sleep(1.0)
-    top = page.locator("#network-size").bounding_box()
-    bottom = page.locator(".st-key-chart_units").bounding_box()
-    height = bottom["y"] + bottom["height"] - top["y"] + 200  # the captions below the charts
-    page.screenshot(path=str(SHOTS / "growth.png"), full_page=True,
-                    clip={"x": 0, "y": top["y"] - 10 + page.evaluate("window.scrollY"),
-                          "width": page.viewport_size["width"], "height": height})
-    assert (SHOTS / "growth.png").stat().st_size > 20_000
+    # below: the captions below the charts
+    shot = section_screenshot(page, "network-size", "chart_units", "growth.png", below=200)
+    assert shot.stat().st_size > 20_000

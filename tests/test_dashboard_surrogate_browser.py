@@ -6,9 +6,16 @@ Run with `python -m pytest -m browser tests/test_dashboard_surrogate_browser.py`
 
 from __future__ import annotations
 
-import time
-
-from test_dashboard_browser import IDLE, SHOTS, chart, href, meta, pytestmark, step_count, wait_for  # noqa: F401
+from test_dashboard_browser import (  # noqa: F401
+    IDLE,
+    chart,
+    href,
+    meta,
+    pytestmark,
+    section_screenshot,
+    step_count,
+    wait_for,
+)
 
 
 def test_toggle_turns_warm_starts_on_and_the_section_draws(app_url, page):
@@ -40,14 +47,6 @@ def test_toggle_turns_warm_starts_on_and_the_section_draws(app_url, page):
     guess = wait_for(lambda: chart(page, "chart_surrogate_guess"), 60, "the guess chart")
     assert len(guess["traces"][0]["y"]) == len(guess["traces"][1]["y"]) > 10
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator("#solve-vs-pass").scroll_into_view_if_needed()
-    page.mouse.move(5, 995)
-    time.sleep(1.0)
-    top = page.locator("#solve-vs-pass").bounding_box()
-    bottom = page.locator(".st-key-chart_warm_iterations").bounding_box()
-    height = bottom["y"] + bottom["height"] - top["y"] + 170  # the captions below the last chart
-    page.screenshot(path=str(SHOTS / "surrogate.png"), full_page=True,
-                    clip={"x": 0, "y": top["y"] - 10 + page.evaluate("window.scrollY"),
-                          "width": page.viewport_size["width"], "height": height})
-    assert (SHOTS / "surrogate.png").stat().st_size > 20_000
+    # below: the captions below the last chart
+    shot = section_screenshot(page, "solve-vs-pass", "chart_warm_iterations", "surrogate.png", below=170)
+    assert shot.stat().st_size > 20_000
