@@ -123,6 +123,24 @@ def test_resume_removes_stale_temporaries_it_owns(saved_run, tmp_path):
     assert int(load_checkpoint(d)[1].step) == 4
 
 
+def test_resume_with_zero_steps_finishes_a_run_killed_after_its_last_checkpoint(saved_run, tmp_path):
+    """A kill while the final checkpoint's config.json is written leaves the last step saved, a stale
+    temporary and no summary: `--resume --steps 0` trains nothing, removes the temporary and writes the
+    summary and report."""
+    d = tmp_path / "run"
+    shutil.copytree(saved_run, d)
+    step = int(load_checkpoint(d)[1].step)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    torn = d / f".config.json.{int(gone.stdout)}.3dbdd100.tmp"
+    torn.write_text('{"task": "si')
+    (d / "summary.json").unlink()
+    assert cli.main(["train", "--resume", str(d), "--steps", "0", "--quiet"]) == 0
+    assert not torn.exists()
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["steps"] == step and summary["new_steps"] == 0
+    assert int(load_checkpoint(d)[1].step) == step and (d / "report.html").exists()
+
+
 # ---- SIGKILL at random moments ---------------------------------------------------------------------------
 STEPS, EVERY, KILLS = 12, 3, 3
 
@@ -196,11 +214,15 @@ def test_sigkill_at_random_moments_resumes_bitwise(tmp_path):
     print("kills (target step, steps logged, checkpoint step):", kills)
     assert any(saved is not None and 0 < saved < STEPS for _, _, saved in kills)  # a resume had work left
 
+    # finish the run unless the last process did: a kill right after the final checkpoint (in the middle of
+    # writing config.json, say) leaves step STEPS saved but no summary, and `--resume --steps 0` completes it
     step = _saved_step(run)
-    if step != STEPS:
+    summary = run / "summary.json"
+    if step != STEPS or not summary.exists() or json.loads(summary.read_text())["steps"] != STEPS:
         proc = _train(_args(run, step))
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
+    assert json.loads(summary.read_text())["steps"] == STEPS
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
     want, got = np.load(ref / "checkpoint.npz"), np.load(run / "checkpoint.npz")
