@@ -201,7 +201,10 @@ def test_sigkill_at_random_moments_resumes_bitwise(tmp_path):
         else:
             while _logged(run) < target and proc.poll() is None:
                 time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it finished first (a fast machine): the checks below still hold
+            pass
         proc.communicate(timeout=60)
         kills.append((target, _logged(run), _saved_step(run)))
         if step is not None:
