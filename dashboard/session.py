@@ -663,7 +663,8 @@ class Runner:
     def units(self) -> dict | None:
         """A growing net's slots (seed 003, `twnn_jax.growth`): `active` (0/1) and each neuron's `score` (the add/
         delete rule's), for the current parameters; None for other models."""
-        if "active" not in self.state.params:
+        if self.trainer.model.kind not in ("growing_rnn", "tanh_rnn"):  # not seed 003's RNN (a growing wormhole
+            # net or GRU keeps one mask per layer)
             return None
         return self.cached("units", lambda params, live: {"active": params["active"], "score": growth.scores(params)})
 

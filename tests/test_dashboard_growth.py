@@ -77,6 +77,8 @@ def test_choices_offered_follow_the_task():
             assert None in models
         if task in ("adding", "copy"):
             assert models == SEQUENCE_MODELS | {None}  # the gated wormhole cell and both baselines
+            assert controls.offered("grow", {"task": task, "model": "wormhole_gru"}) == ("off", "on")  # it grows
+            assert controls.offered("grow", {"task": task, "model": "lstm"}) == ("off",)
         # and every value offered is one the library builds a run of
         for model in models:
             assert session.refusal(task=task, model=model) is None
@@ -118,8 +120,8 @@ def test_grow_asked_for_where_it_does_not_apply_is_refused_in_one_line():
     at = new_app(task="digits", grow="on")
     notes = [i.value for i in at.sidebar.info]
     assert notes == ["grow=on does not apply here (grow must be off for the digits task with model resnet_fp; "
-                     "growth (seed 003) is for brackets-easy, brackets-hard and the models small and wormhole "
-                     "(sine's own model is small)); using off."], notes
+                     "growth (seed 003) is for brackets-easy, brackets-hard and the models small, wormhole and "
+                     "wormhole_gru (sine's own model is small)); using off."], notes
     assert runner_of(at).config.grow == "off" and "grow" not in _shown(at)
 
 

@@ -104,6 +104,8 @@ def wgru_sweep(state, params, x_t, prev, gate_bias):
     for i, layer in enumerate(params["layers"]):
         extra = g * (hole["v"] @ top) if i == 0 else 0.0
         h = _gru_update(layer, below, prev[i], extra)
+        if "active" in params:  # a growing stack (twnn_jax.wormhole_gru_growth): inactive units stay exactly 0
+            h = h * jax.lax.stop_gradient(params["active"][i])
         new.append(h)
         below = h
     return tuple(new)
@@ -156,7 +158,11 @@ def bound(params, settings: SolveSettings):
     """`params` with the wormhole weight (if any) scaled into the spectral bound; gradients flow through."""
     if "hole" not in params:
         return params
-    return {**params, "hole": {**params["hole"], "v": bounded(params["hole"]["v"], settings.spectral_bound)}}
+    v = params["hole"]["v"]
+    if "active" in params:  # a growing stack: no gradient reaches an inactive unit's wormhole weights, not even
+        a = jax.lax.stop_gradient(params["active"])  # through the spectral norm's singular vectors
+        v = v * a[0][:, None] * a[-1][None, :]
+    return {**params, "hole": {**params["hole"], "v": bounded(v, settings.spectral_bound)}}
 
 
 def scan_cell(cell: Cell, params, xs, gate_bias, settings: SolveSettings, probe=None, perturb=None):

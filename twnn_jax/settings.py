@@ -145,9 +145,9 @@ DECLARATION: tuple[Setting, ...] = (
             choices=("surrogate",), optional=True, none_means="start from zeros", dashboard=True),
     Setting("surrogate_hidden", int, 64, "Hidden width of the two-layer surrogate of the fixed point (warm starts, "
             "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
-    Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN), and the models small (sine's) and wormhole: on, "
-            "start from one neuron (per hidden layer) and add and delete neurons by the paper's rule, up to `hidden`; "
-            "off, a fixed net of `hidden` neurons.", "Grow",
+    Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN), and the models small (sine's), wormhole and "
+            "wormhole_gru: on, start from one neuron (per hidden layer) and add and delete neurons by the paper's "
+            "rule, up to `hidden`; off, a fixed net of `hidden` neurons.", "Grow",
             choices=("off", "on"), dashboard=True),
 )
 
@@ -290,7 +290,7 @@ def check_config(cfg) -> None:
             (cfg.model or DEFAULT_MODEL[cfg.task]) not in GROWABLE_MODELS:
         raise ValueError(f"grow must be off for the {cfg.task} task with model {cfg.model or DEFAULT_MODEL[cfg.task]}; "
                          f"growth (seed 003) is for brackets-easy, brackets-hard and the models "
-                         f"{' and '.join(GROWABLE_MODELS)} (sine's own model is small)")
+                         f"{', '.join(GROWABLE_MODELS[:-1])} and {GROWABLE_MODELS[-1]} (sine's own model is small)")
     if cfg.task in BRACKET_TASKS and cfg.model is not None:
         raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
     if cfg.task in BRACKET_TASKS and cfg.warm_start is not None:

@@ -25,21 +25,59 @@ gate weights `q` of a wormhole are not part of the score. A run starts from one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from optax.tree_utils import tree_map_params
 
 from . import growth
 
-GROWABLE_MODELS = ("small", "wormhole")  # one-segment models whose layers may grow
+# one-segment models whose layers may grow, and the gated wormhole GRU (`twnn_jax.wormhole_gru_growth`)
+GROWABLE_MODELS = ("small", "wormhole", "wormhole_gru")
 
 
 def growing_layers(model) -> tuple[int, ...]:
-    """Indices of the layers of `model`'s segment that grow (small: not its one-unit output layer)."""
+    """Indices of the layers of `model` that grow (small: not its one-unit output layer; wormhole_gru: its stack)."""
     if model.kind not in GROWABLE_MODELS:
         raise ValueError(f"growth works on the models {', '.join(GROWABLE_MODELS)}, not {model.kind!r}")
+    if model.kind == "wormhole_gru":
+        from .recurrent import WORMHOLE_GRU_LAYERS
+
+        return tuple(range(WORMHOLE_GRU_LAYERS))
     n = len(model.spec.widths)
     return tuple(range(n - 1)) if model.kind == "small" else tuple(range(n))
+
+
+class Units(NamedTuple):
+    """How the rule reaches one model's units (`units_of`): its growing layers, where its masks live, and the
+    mask, scores, L1 step and new unit of its parameters."""
+
+    layers: tuple[int, ...]
+    active: Callable  # params -> [0/1 array per layer]
+    replace_active: Callable  # (params, active) -> params
+    with_active: Callable  # (params, size) -> params with `size` units active per growing layer
+    unit_mask: Callable  # params -> a tree like params, 0 at weights touching an inactive unit
+    scores: Callable  # (params, layer) -> seed 003's score per unit
+    l1_step: Callable  # (params, amount) -> params, outgoing weights moved `amount` towards 0
+    add_unit: Callable  # (key, params, layer, slot, added) -> params
+
+
+def units_of(model) -> Units:
+    """The `Units` of a growable model: this module's functions for a wormhole segment, those of
+    `twnn_jax.wormhole_gru_growth` for the gated wormhole GRU."""
+    layers = growing_layers(model)
+    if model.kind == "wormhole_gru":
+        from . import wormhole_gru_growth as gru
+
+        return Units(layers, lambda p: p["active"], lambda p, a: {**p, "active": a}, gru.with_active,
+                     gru.unit_mask, gru.scores, gru.l1_step, gru.add_unit)
+    spec = model.spec
+    return Units(layers, lambda p: p["seg"]["active"], lambda p, a: {**p, "seg": {**p["seg"], "active": a}},
+                 lambda p, size: with_active(p, spec, layers, size), lambda p: unit_mask(p, spec),
+                 lambda p, layer: scores(p, spec, layer), lambda p, amount: l1_step(p, spec, layers, amount),
+                 lambda key, p, layer, slot, added: add_unit(key, p, spec, layer, slot, added))
 
 
 def with_active(params: dict, spec, layers, size) -> dict:
@@ -147,23 +185,22 @@ def add_unit(key, params: dict, spec, layer: int, slot, added) -> dict:
     return params if head is None else {**params, "head": head}
 
 
-def resize(key, params: dict, spec, layers, grow=True):
+def resize(key, params: dict, units: Units, grow=True):
     """Seed 003's rule on each growing layer (nothing changes where `grow`, traced, is False):
     (params, units added, units deleted, sizes per growing layer)."""
     added_total, deleted_total = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
-    for layer, k in zip(layers, jax.random.split(key, len(layers))):
+    for layer, k in zip(units.layers, jax.random.split(key, len(units.layers))):
         k_rule, k_new = jax.random.split(k)
-        active = params["seg"]["active"][layer]
-        decision = growth.decide(k_rule, active > 0, scores(params, spec, layer))
+        active = units.active(params)[layer]
+        decision = growth.decide(k_rule, active > 0, units.scores(params, layer))
         deleted, added = decision.deleted & grow, decision.added & grow
-        kept = list(params["seg"]["active"])
+        kept = list(units.active(params))
         kept[layer] = active * ~deleted
-        params = {**params, "seg": {**params["seg"], "active": kept}}
-        params = add_unit(k_new, params, spec, layer, decision.slot, added)
+        params = units.add_unit(k_new, units.replace_active(params, kept), layer, decision.slot, added)
         added_total += added.astype(jnp.int32)
         deleted_total += jnp.sum(deleted).astype(jnp.int32)
-    params = _times(params, unit_mask(params, spec))
-    sizes = jnp.stack([jnp.sum(params["seg"]["active"][i]) for i in layers]).astype(jnp.int32)
+    params = _times(params, units.unit_mask(params))
+    sizes = jnp.stack([jnp.sum(units.active(params)[i]) for i in units.layers]).astype(jnp.int32)
     return params, added_total, deleted_total, sizes
 
 
@@ -178,9 +215,8 @@ def init_growing(trainer, seed, size=1):
     growing layer. Pure; jit or vmap it."""
     from .train import TrainState
 
-    model = trainer.model
     state = trainer.init(seed)
-    params = with_active(state.params, model.spec, growing_layers(model), size)
+    params = units_of(trainer.model).with_active(state.params, size)
     return TrainState(params, _optimizer_of(trainer).init(params), state.step, state.key, state.surrogate)
 
 
@@ -190,17 +226,15 @@ def growing_step(trainer):
     growing layers), `added`, `deleted` and `sizes` (per growing layer). Pure; jit or vmap it."""
     from .train import TrainState
 
-    model, opt = trainer.model, _optimizer_of(trainer)
-    spec, layers = model.spec, growing_layers(model)
+    units, opt = units_of(trainer.model), _optimizer_of(trainer)
 
     def step(state: TrainState, live, grow=True):
-        active = state.params["seg"]["active"]
         new, metrics = trainer.step(state, live)
-        params = {**new.params, "seg": {**new.params["seg"], "active": active}}  # only the rule changes it
-        params = l1_step(params, spec, layers, growth.L1 * live.lr / growth.LR)
+        params = units.replace_active(new.params, units.active(state.params))  # only the rule changes it
+        params = units.l1_step(params, growth.L1 * live.lr / growth.LR)
         key, k_rule = jax.random.split(new.key)
-        params, added, deleted, sizes = resize(k_rule, params, spec, layers, grow)
-        mask = unit_mask(params, spec)
+        params, added, deleted, sizes = resize(k_rule, params, units, grow)
+        mask = units.unit_mask(params)
         opt_state = tree_map_params(opt, lambda a, m: a * m, new.opt_state, mask)  # no stale Adam moments
         metrics = {**metrics, "size": jnp.sum(sizes), "added": added, "deleted": deleted, "sizes": sizes}
         return TrainState(_times(params, mask), opt_state, new.step, key, new.surrogate), metrics
