@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 
 from twnn_jax import network_figures
-from twnn_jax.settle_trace import CAPACITY, TRACED_KINDS, hole_params, network_layout, settle_for
+from twnn_jax.settle_trace import CAPACITY, TRACED_KINDS, free_slots, hole_params, network_layout, settle_for
 
 from . import live_chart
 from .controls import VIEW_PARAMS
@@ -206,7 +206,8 @@ def build(runner: Runner, params, pick="slowest", iteration="end", time_step="sl
         layout, values[k], gate_means, hole_norms(layout, params),
         sample_gates=np.asarray(trace["gates"][gate_row], float), scale=scale, title="Network", subtitle=subtitle,
         hole_balance=hole_balances(layout, params), value_name="adjoint" if backward else "value",
-        pending="no adjoint (not a fixed-point layer)" if backward else "not computed yet (its block has not started)")
+        pending="no adjoint (not a fixed-point layer)" if backward else "not computed yet (its block has not started)",
+        free=free_slots(layout, params))
     settle = network_figures.settling_heatmap(
         layout, values, timeline["residual"], count, k, scale=scale, direction=direction,
         title="One input settling" + (" — backward (adjoint)" if backward else ""), subtitle=f"{where} · {state}")

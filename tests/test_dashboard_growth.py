@@ -199,4 +199,29 @@ def test_a_growing_sine_net_shows_its_size_beside_the_solve_views():
     assert {"size", "convergence", "network", "sine"} <= set(specs)
     size = specs["size"]["layout"]["meta"]
     assert size["steps"] == 301 and size["ups"] >= 1 and size["last_size"] == int(metric(at, "Neurons"))
+    assert specs["network"]["layout"]["meta"]["free_slots"] == r.config.hidden - size["last_size"]  # h's free slots
     assert specs["size"]["layout"]["xaxis"]["title"]["text"] == "training step (one batch each)"
+
+
+@pytest.mark.unit
+def test_a_growing_wormhole_gru_on_adding_shows_its_size():
+    """Growth on the gated wormhole GRU (`twnn_jax.wormhole_gru_growth`): the page offers it, the size chart and
+    the readout follow it, and the network and settling views draw the stack with its masks."""
+    at = new_app(task="adding", model="wormhole_gru", grow="on")
+    r = runner_of(at)
+    assert (r.config.grow, r.trainer.model.kind) == ("on", "wormhole_gru") and r.units() is None
+    assert _shown(at)["grow"].value == "on"
+    click_step(at)
+    assert r.step(200) == 200
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = charts(at)
+    assert {"size", "convergence", "network"} <= set(specs)
+    size = specs["size"]["layout"]["meta"]
+    assert size["steps"] == 201 and size["ups"] >= 1 and size["last_size"] == int(metric(at, "Neurons"))
+    assert size["last_size"] == sum(int(a.sum()) for a in r.state.params["active"])
+    # the diagram draws the free slots as rings: in L1, L2 and the previous state's column (both layers)
+    slots = 2 * r.config.hidden  # two layers
+    assert specs["network"]["layout"]["meta"]["free_slots"] == 2 * (slots - size["last_size"]) > 0
+    labels = [a["text"] for a in specs["network"]["layout"]["annotations"]]
+    assert any(t.startswith("<b>L1</b><br>") and f" of {r.config.hidden}" in t for t in labels), labels

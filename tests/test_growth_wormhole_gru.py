@@ -158,3 +158,25 @@ def test_cli_trains_a_growing_wormhole_gru_on_adding(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "wormhole_gru" and summary["final_size"] == rows[-1]["size"]
     assert summary["neurons_added"] - summary["neurons_deleted"] == summary["final_size"] - 2
+
+
+@pytest.mark.e2e
+def test_experiment_growth_gru_part_quick(tmp_path):
+    from twnn_jax import cli
+    from twnn_jax.experiments.growth_gru import FIXED_SIZES, QUICK
+
+    assert cli.main(["experiment", "growth", "--part", "gru", "--quick", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "experiment" / "growth"
+    part = json.loads((folder / "results.json").read_text())["gru"]
+    assert set(part["verdicts"]) == {"size_follows_length", "grown_beats_fixed", "same_size_curve_at_every_length"}
+    assert all(isinstance(v["holds"], bool) for v in part["verdicts"].values())
+    s = part["summary"]
+    assert set(s) == {f"adding-{t}" for t in QUICK["lengths"]}
+    for n in FIXED_SIZES:
+        assert s["adding-6"][f"fixed-{n}"]["final_size"]["values"] == [2 * n] * QUICK["seeds"]  # two layers, rule off
+    assert all(2 <= x <= 6 for x in s["adding-6"]["grown"]["final_size"]["values"])  # 20 steps from one unit a layer
+    assert all(0.0 <= e["accuracy"]["mean"] <= 1.0 and np.isfinite(e["eval_mse"]["mean"])
+               for task in s.values() for e in task.values())
+    text = (folder / "RESULTS.md").read_text()
+    assert "## Growth for the gated wormhole GRU" in text and "| adding-6 | grown |" in text
+    assert (folder / "growth_gru_size.html").is_file()

@@ -74,11 +74,12 @@ def _arc(x0: float, x1: float, y: float, height: float, n: int = 40) -> tuple[np
 
 def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gates=None, scale: float | None = None,
                    title: str = "Network", subtitle: str = "", hole_balance=None, value_name: str = "value",
-                   pending: str = "not computed yet (its block has not started)") -> dict:
+                   pending: str = "not computed yet (its block has not started)", free=None) -> dict:
     """The network: `values` (units,) every unit's value in layout order (NaN: `pending`, drawn grey),
     `gate_means` (n_wormholes,) each wormhole's mean gate (arc width and opacity), `hole_norms` its weight's
     spectral norm, `hole_balance` its `weight_balance` (arc colour; None: all positive), `sample_gates` the
-    chosen sample's gates (hover). `scale`: the colour scale's half-range; `value_name`: what the units show."""
+    chosen sample's gates (hover). `scale`: the colour scale's half-range; `value_name`: what the units show.
+    `free` (units,) bool: a growing net's free slots (`settle_trace.free_slots`), drawn as grey rings."""
     values = np.asarray(values, float)
     gate_means = np.asarray(gate_means, float).reshape(-1)
     scale = value_range(values) if scale is None else scale
@@ -138,13 +139,18 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
             "x": (xs[source] + xs[target]) / 2, "y": bottom - 0.25 + depth / 2, "yanchor": "top", "showarrow": False,
             "font": {"size": 11, "color": "#888"}, "text": f"to the next time step's {cols[target].name}"}))
     # units
-    ux, uy, uc, ut, px, py, pt = [], [], [], [], [], [], []
+    ux, uy, uc, ut, px, py, pt, fx, fy, ft = [], [], [], [], [], [], [], [], [], []
+    free = np.zeros(len(values), bool) if free is None else np.asarray(free, bool)
     for c, col in enumerate(cols):
         ys = _unit_y(col.size)
         for u in range(col.size):
             v = values[offsets[c] + u]
             label = f"{col.name} unit {u + 1} of {col.size}"
-            if np.isfinite(v):
+            if free[offsets[c] + u]:
+                fx.append(xs[c])
+                fy.append(ys[u])
+                ft.append(f"{label}<br>free slot: the net may grow a unit here")
+            elif np.isfinite(v):
                 ux.append(xs[c])
                 uy.append(ys[u])
                 uc.append(v)
@@ -163,8 +169,14 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         traces.append({"type": "scatter", "x": px, "y": py, "mode": "markers", "hoverinfo": "text", "text": pt,
                        "name": "not yet computed", "showlegend": False,
                        "marker": {"size": size, "color": PENDING_COLOR, "line": {"width": 0.5, "color": "#999"}}})
-    annotations = [{"x": xs[c], "y": bottom - 0.05, "text": f"<b>{col.name}</b><br>{col.size}", "showarrow": False,
-                    "yanchor": "top", "font": {"size": 12}} for c, col in enumerate(cols)]
+    if fx:
+        traces.append({"type": "scatter", "x": fx, "y": fy, "mode": "markers", "hoverinfo": "text", "text": ft,
+                       "name": "free slots", "showlegend": False,
+                       "marker": {"size": size, "color": "rgba(0,0,0,0)", "line": {"width": 1, "color": "#bbb"}}})
+    in_use = [col.size - int(np.sum(free[offsets[c]:offsets[c] + col.size])) for c, col in enumerate(cols)]
+    annotations = [{"x": xs[c], "y": bottom - 0.05, "showarrow": False, "yanchor": "top", "font": {"size": 12},
+                    "text": f"<b>{col.name}</b><br>{col.size if n == col.size else f'{n} of {col.size}'}"}
+                   for c, (col, n) in enumerate(zip(cols, in_use))]
     if carry_notes:  # the carry arcs' note once, under the longest
         annotations.append(max(carry_notes, key=lambda note: note[0])[1])
     # the fixed-point blocks: a box around the columns solved together
@@ -188,7 +200,7 @@ def network_figure(layout: Layout, values, gate_means, hole_norms, *, sample_gat
         "title": {"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
     }
     meta = {"kind": "network", "arcs": len(layout.wormholes), "arc_widths": widths, "arc_colors": colors,
-            "gate_means": [float(g) for g in gate_means], "units": layout.units,
+            "gate_means": [float(g) for g in gate_means], "units": layout.units, "free_slots": int(np.sum(free)),
             "unit_values": [None if not np.isfinite(v) else float(v) for v in values]}
     return base_figure(traces, title, "", "", height=420, meta=meta, layout=lay)
 

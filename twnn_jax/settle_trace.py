@@ -150,6 +150,19 @@ def _gru_layout(model: Model, task) -> Layout:
     return Layout(model.kind, cols, (hole,), links, carry=tuple((2 + i, 0) for i in range(layers)))
 
 
+def free_slots(layout: Layout, params) -> np.ndarray | None:
+    """For a growing net (`twnn_jax.wormhole_growth`, `wormhole_gru_growth`): True for every unit, in layout order,
+    that is a free slot (inactive: the net may grow a unit there); None for a net that does not grow."""
+    masks = params.get("active") if layout.kind == "wormhole_gru" else params.get("seg", {}).get("active")
+    if masks is None:
+        return None
+    masks = [np.asarray(m) > 0 for m in masks]
+    states = iter(masks)
+    active = [np.concatenate(masks) if layout.kind == "wormhole_gru" and c == 0 else
+              next(states) if col.role == "state" else np.ones(col.size, bool) for c, col in enumerate(layout.columns)]
+    return ~np.concatenate(active)
+
+
 def hole_params(params, hole: Wormhole) -> dict:
     node = params
     for key in hole.params:

@@ -8,8 +8,9 @@ Runs, each for every seed, all for the same number of cycles (`twnn_jax.growth`,
 - switch: a growing net on easy -> hard -> easy, switching at 1/3 and 2/3 of the cycles (the paper's schedule);
 - fixed-10, -27, -50, -100: fixed-size nets on the hard text (same L1 step, no add/delete).
 
-and the wormhole part (`growth_wormhole`): seed 003's rule on the hidden units of the sine task's wormhole
-net, on 1, 2 and 3 frequencies, against fixed sizes. `part` runs one of the two.
+the wormhole part (`growth_wormhole`): seed 003's rule on the hidden units of the sine task's wormhole net, on 1, 2
+and 3 frequencies, against fixed sizes; and the GRU part (`growth_gru`): the rule on the gated wormhole GRU's units,
+on the adding problem at growing lengths T, against fixed sizes. `part` runs one of the three.
 
 Writes `out_dir/experiment/growth/`: `results.json` (every number, the commit), `RESULTS.md` (tables, and
 each of the paper's claims held against ours in plain words) and HTML figures (neuron count over time,
@@ -231,7 +232,7 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("brackets", "wormhole")
+PARTS = ("brackets", "wormhole", "gru")  # seed 003's RNN; the sine task's wormhole net; the wormhole GRU on adding
 
 
 def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, part: str | None = None) -> dict:
@@ -239,8 +240,8 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, 
     `out_dir/experiment/growth/`; returns the results dict.
 
     The brackets part's results are the top level of results.json (its `meta` is what `--check` reads); the
-    wormhole part's (`growth_wormhole`) are under its key "wormhole", with their own `meta`. Running one part
-    keeps the other's results from an earlier run in the same folder."""
+    wormhole part's (`growth_wormhole`) are under its key "wormhole" and the GRU part's (`growth_gru`) under "gru",
+    each with their own `meta`. Running one part keeps the others' results from an earlier run in the same folder."""
     if part is not None and part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     folder = Path(out_dir) / "experiment" / "growth"
@@ -248,10 +249,11 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, 
     earlier = folder / "results.json"
     results = json.loads(earlier.read_text()) if part is not None and earlier.is_file() else {}
     if part in (None, "brackets"):
-        results = {**_run_brackets(folder, quick, seeds), **({"wormhole": results["wormhole"]}
-                                                              if "wormhole" in results else {})}
+        results = {**_run_brackets(folder, quick, seeds), **{k: results[k] for k in PARTS[1:] if k in results}}
     if part in (None, "wormhole"):
-        results["wormhole"] = _run_wormhole(folder, quick, seeds)
+        results["wormhole"] = _run_part(folder, quick, seeds, "wormhole")
+    if part in (None, "gru"):
+        results["gru"] = _run_part(folder, quick, seeds, "gru")
     text = dumps_strict(results, indent=1)
     results = json.loads(text)
     write_atomic(folder / "results.json", text.encode("utf-8"))
@@ -260,13 +262,18 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, 
 
 
 def full_markdown(results: dict) -> str:
-    """RESULTS.md: the brackets part (when present), then the wormhole part (when present)."""
-    from .growth_wormhole import markdown
-
+    """RESULTS.md: the brackets part, the wormhole part and the GRU part (each when present)."""
     text = results_markdown(results) if "summary" in results else "# Networks that grow (seed 003) — results\n"
-    if "wormhole" in results:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(markdown(results["wormhole"]))
+    for key in PARTS[1:]:
+        if key in results:
+            text = text.rstrip("\n") + "\n\n" + "\n".join(_part_module(key).markdown(results[key]))
     return text
+
+
+def _part_module(key: str):
+    from . import growth_gru, growth_wormhole
+
+    return {"wormhole": growth_wormhole, "gru": growth_gru}[key]
 
 
 def _meta(quick: bool) -> dict:
@@ -274,14 +281,14 @@ def _meta(quick: bool) -> dict:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "load_start": load()}
 
 
-def _run_wormhole(folder: Path, quick: bool, seeds: int | None) -> dict:
-    from .growth_wormhole import run_part, size_figure
-
+def _run_part(folder: Path, quick: bool, seeds: int | None, key: str) -> dict:
+    """The wormhole or the GRU part (`key`), with its meta and its size figure."""
+    module = _part_module(key)
     t0 = time.perf_counter()
     meta = _meta(quick)
-    part = run_part(quick, seeds)
+    part = module.run_part(quick, seeds)
     meta.update(wall_s=time.perf_counter() - t0, load_end=load())
-    part["figures"] = write_figures({}, folder, {"growth_wormhole_size": size_figure(part)})
+    part["figures"] = write_figures({}, folder, {f"growth_{key}_size": module.size_figure(part)})
     return {"meta": meta, **part}
 
 

@@ -32,17 +32,17 @@ def run_names() -> list[str]:
     return ["grown"] + [f"fixed-{n}" for n in FIXED_SIZES]
 
 
-def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
-    """Every run of one task for every seed, vmapped: {run name: [per seed: curves and final figures]}."""
-    cfg = TrainConfig(task="sine", n_freqs=n_freqs, hidden=MAX_UNITS)
+def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judges: dict) -> list[list[dict]]:
+    """Every run of one growing config for every seed, vmapped: a net grown from one unit per growing layer
+    (`sizes[0]` must be 1) and fixed nets of `sizes[1:]` units per growing layer (the rule off), all in one compiled
+    function. Returns, per size and then per seed: the loss (mean per block of `every` steps), size and units
+    added / deleted, and the final figures `judges` (name -> (trainer, live) -> function of params) measure."""
     trainer = trainer_for(cfg)
     live = live_controls(cfg)
     step = wg.growing_step(trainer)
-    names = run_names()
-    sizes = [1] + list(FIXED_SIZES)
-    seed_of = jnp.asarray([s for s in range(seeds) for _ in names], jnp.int32)
+    seed_of = jnp.asarray([s for s in range(seeds) for _ in sizes], jnp.int32)
     size0 = jnp.asarray([n for _ in range(seeds) for n in sizes], jnp.int32)
-    grow = jnp.asarray([k == 0 for _ in range(seeds) for k in range(len(names))])
+    grow = jnp.asarray([k == 0 for _ in range(seeds) for k in range(len(sizes))])
     states = jax.jit(jax.vmap(lambda s, n: wg.init_growing(trainer, s, n)))(seed_of, size0)
 
     def block(state, grow):
@@ -55,16 +55,26 @@ def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
         return jax.lax.scan(lambda st, _: jax.vmap(block)(st, grow), states, None, length=steps // every)
 
     states, rows = jax.device_get(train_all(states, grow))
-    evaluate = jax.jit(jax.vmap(lambda p: trainer.evaluate(p, live)["loss"]))
-    generate = jax.jit(jax.vmap(lambda p: trainer.generate(p, live)["rmse"]))
-    eval_mse, rmse = jax.device_get((evaluate(states.params), generate(states.params)))
-    out = {name: [] for name in names}
-    for r in range(len(names) * seeds):
-        out[names[r % len(names)]].append({
+    finals = {name: np.asarray(jax.device_get(jax.jit(jax.vmap(judge(trainer, live)))(states.params)))
+              for name, judge in judges.items()}
+    out = [[] for _ in sizes]
+    for r in range(len(sizes) * seeds):
+        out[r % len(sizes)].append({
             "loss": rows["loss"][:, r].tolist(), "size": rows["size"][:, r].tolist(),
             "added": int(np.sum(rows["added"][:, r])), "deleted": int(np.sum(rows["deleted"][:, r])),
-            "eval_mse": float(eval_mse[r]), "free_rmse": float(rmse[r])})
+            **{name: float(v[r]) for name, v in finals.items()}})
     return out
+
+
+SINE_JUDGES = {"eval_mse": lambda trainer, live: lambda p: trainer.evaluate(p, live)["loss"],
+               "free_rmse": lambda trainer, live: lambda p: trainer.generate(p, live)["rmse"]}
+
+
+def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
+    """Every run of one sine task for every seed: {run name: [per seed: curves and final figures]}."""
+    cfg = TrainConfig(task="sine", n_freqs=n_freqs, hidden=MAX_UNITS)
+    runs = train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, SINE_JUDGES)
+    return dict(zip(run_names(), runs))
 
 
 def _stats(values) -> dict:
@@ -72,16 +82,15 @@ def _stats(values) -> dict:
     return {"mean": float(np.mean(a)), "std": float(np.std(a)), "values": a.tolist()}
 
 
-def summarize(runs: dict) -> dict:
-    """Per task and run name: final size, tail training loss, eval MSE, free-running RMSE (mean, std, per seed)."""
+def summarize(runs: dict, judges: tuple[str, ...] = tuple(SINE_JUDGES)) -> dict:
+    """Per task and run name: final size, tail training loss and the `judges` (mean, std, per seed)."""
     out = {}
     for task, by_name in runs.items():
         out[task] = {}
         for name, per_seed in by_name.items():
             tail = [float(np.mean(r["loss"][-max(1, len(r["loss"]) // 10):])) for r in per_seed]
             out[task][name] = {"final_size": _stats([r["size"][-1] for r in per_seed]), "train_loss": _stats(tail),
-                               "eval_mse": _stats([r["eval_mse"] for r in per_seed]),
-                               "free_rmse": _stats([r["free_rmse"] for r in per_seed]),
+                               **{j: _stats([r[j] for r in per_seed]) for j in judges},
                                "size_curve_median": np.median([r["size"] for r in per_seed], 0).tolist()}
     return out
 

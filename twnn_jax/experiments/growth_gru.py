@@ -1,0 +1,123 @@
+"""The gated wormhole GRU part of `twnn experiment growth`: does a growing recurrent wormhole net's size follow the
+length of the adding problem?
+
+`twnn train --task adding --model wormhole_gru --grow on` (`twnn_jax.wormhole_gru_growth`) at the sequence lengths
+`LENGTHS`. For every seed one net grows from one unit per layer (up to `MAX_UNITS` per layer) and fixed nets of
+`FIXED_SIZES` units per layer train beside it (the rule off, the same L1 step), all of one length in one compiled
+function (`growth_wormhole.train_runs`). The budget is the long-range experiment's (`longrange.FULL`: width 16,
+batch 32, Adam lr 5e-3), in which a GRU of this width learns T = 50 within 800 steps; every run here gets `steps`.
+
+Reported per run: final size (both layers together), training loss (mean over the last 10% of steps), the
+evaluation set's MSE and accuracy (|error| < 0.04), each as mean ± std over seeds; and whether each seed's size
+curve is the same at every length (then the size follows the rule's random draws, not the task).
+"""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from ..train import TrainConfig
+from .growth_wormhole import _pm, summarize, train_runs
+
+MAX_UNITS = 16  # slots per layer of the stack (two layers)
+FIXED_SIZES = (2, 4, 8, 16)  # units per layer
+LR, BATCH = 5e-3, 32  # the long-range experiment's
+FULL = {"steps": 1500, "every": 100, "seeds": 3, "lengths": [10, 25, 50]}
+QUICK = {"steps": 20, "every": 10, "seeds": 2, "lengths": [4, 6]}
+JUDGES = {"eval_mse": lambda trainer, live: lambda p: trainer.evaluate(p, live)["loss"],
+          "accuracy": lambda trainer, live: lambda p: trainer.evaluate(p, live)["metric"]}
+
+
+def run_names() -> list[str]:
+    return ["grown"] + [f"fixed-{n}" for n in FIXED_SIZES]
+
+
+def train_length(seq_len: int, seeds: int, steps: int, every: int) -> dict:
+    """Every run of one length for every seed: {run name: [per seed: curves and final figures]}."""
+    cfg = TrainConfig(task="adding", model="wormhole_gru", seq_len=seq_len, hidden=MAX_UNITS, batch_size=BATCH, lr=LR)
+    return dict(zip(run_names(), train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, JUDGES)))
+
+
+def verdicts(s: dict, runs: dict) -> dict:
+    tasks = list(s)
+    grown = [s[t]["grown"]["final_size"] for t in tasks]
+    sizes = [g["mean"] for g in grown]
+    text = ", ".join(f"{t}: {g['mean']:.1f} ± {g['std']:.1f}" for t, g in zip(tasks, grown))
+    apart = grown[-1]["mean"] - grown[-1]["std"] > grown[0]["mean"] + grown[0]["std"]
+    beaten = {t: [n for n in FIXED_SIZES if s[t]["grown"]["eval_mse"]["mean"] < s[t][f"fixed-{n}"]["eval_mse"]["mean"]]
+              for t in tasks}
+    curves = [[r["size"] for r in runs[t]["grown"]] for t in tasks]  # per length, per seed
+    same = all(c == curves[0] for c in curves[1:])
+    return {
+        "size_follows_length": {"holds": bool(all(a < b for a, b in zip(sizes, sizes[1:])) and apart),
+                                "text": f"grown size (both layers), mean ± std over seeds: {text}"},
+        "grown_beats_fixed": {"holds": all(len(b) == len(FIXED_SIZES) for b in beaten.values()),
+                              "text": "; ".join(f"{t}: lower eval MSE than fixed "
+                                                + (", ".join(map(str, b)) or "none") for t, b in beaten.items())},
+        "same_size_curve_at_every_length": {
+            "holds": bool(same), "text": "each seed's grown size, checked every block of steps, is identical at every "
+                                         "length" if same else "the size curves differ between lengths"},
+    }
+
+
+def run_part(quick: bool, seeds: int | None) -> dict:
+    plan = dict(QUICK if quick else FULL)
+    if seeds is not None:
+        plan["seeds"] = int(seeds)
+    runs = {}
+    for t in tqdm(plan["lengths"], desc="growth, wormhole GRU part", unit="length", dynamic_ncols=True):
+        runs[f"adding-{t}"] = train_length(t, plan["seeds"], plan["steps"], plan["every"])
+    summary = summarize(runs, judges=tuple(JUDGES))
+    return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "lr": LR, "batch_size": BATCH},
+            "summary": summary, "verdicts": verdicts(summary, runs), "runs": runs}
+
+
+def markdown(part: dict) -> list[str]:
+    """The GRU part's section of RESULTS.md."""
+    p, s, v, m = part["plan"], part["summary"], part["verdicts"], part["meta"]
+    commit = (m.get("code") or {}).get("commit") or "unknown"
+    lines = [
+        "## Growth for the gated wormhole GRU (adding, growing T)",
+        "",
+        f"Written by `twnn experiment growth --part gru{' --quick' if m['quick'] else ''}` from commit "
+        f"`{commit[:12]}`{' (uncommitted changes)' if (m.get('code') or {}).get('dirty') else ''}; {p['seeds']} seeds, "
+        f"{p['steps']:,} steps per run, {m['wall_s']:.0f} s (load average {m['load_start']} at the start, "
+        f"{m['load_end']} at the end).",
+        "",
+        f"The adding problem at T = {', '.join(map(str, p['lengths']))} with the gated wormhole GRU (two layers of up "
+        f"to {p['max_units']} units, a fixed point every time step), Adam lr {p['lr']:g}, batch {p['batch_size']} (the "
+        "long-range experiment's budget). `grown`: from one unit per layer by seed 003's rule "
+        "(`twnn_jax/wormhole_gru_growth.py`); `fixed-n`: n units per layer, the rule off, the same L1 step. Sizes "
+        "count both layers. Eval MSE and accuracy (|error| < 0.04) on the evaluation set; always answering 1.0 "
+        "scores MSE 0.167. Mean ± std over seeds.",
+        "",
+        "| claim | holds here? | measured |", "|---|---|---|",
+        "| final size follows the length (mean grows with T, shortest and longest apart by more than their std) | "
+        f"{'yes' if v['size_follows_length']['holds'] else 'no'} | {v['size_follows_length']['text']} |",
+        f"| the grown net beats every fixed size (eval MSE) | {'yes' if v['grown_beats_fixed']['holds'] else 'no'} | "
+        f"{v['grown_beats_fixed']['text']} |",
+        "| (a cause, if the first fails) the size curve is the same at every length | "
+        f"{'yes' if v['same_size_curve_at_every_length']['holds'] else 'no'} | "
+        f"{v['same_size_curve_at_every_length']['text']} |",
+        "",
+        "| task | run | final size | train loss | eval MSE | accuracy |", "|---|---|---|---|---|---|",
+    ]
+    for task, by_name in s.items():
+        for name, e in by_name.items():
+            lines.append(f"| {task} | {name} | {_pm(e, 'final_size', '.1f')} | {_pm(e, 'train_loss', '.2e')} | "
+                         f"{_pm(e, 'eval_mse', '.2e')} | {_pm(e, 'accuracy', '.2f')} |")
+    lines += ["", "Units added / deleted per seed: " + "; ".join(
+        f"{task} " + ", ".join(f"{r['added']}/{r['deleted']}" for r in part["runs"][task]["grown"]) for task in s)
+        + ".", "", "Figure: [growth_gru_size.html](growth_gru_size.html).", ""]
+    return lines
+
+
+def size_figure(part: dict) -> dict:
+    """Median size of the grown GRU over training steps, one line per length (a plain Plotly dict)."""
+    every = part["plan"]["every"]
+    data = [{"type": "scatter", "x": [every * (i + 1) for i in range(len(by_name["grown"]["size_curve_median"]))],
+             "y": by_name["grown"]["size_curve_median"], "name": task} for task, by_name in part["summary"].items()]
+    return {"data": data, "layout": {
+        "title": {"text": "The wormhole GRU growing on adding: units (both layers) over steps (median over seeds)"},
+        "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "active units"}}}}
+
