@@ -12,6 +12,7 @@ import time
 from test_dashboard_browser import (  # noqa: F401
     IDLE,
     JS_TAG,
+    SHOTS,
     chart,
     draws,
     meta,
@@ -59,3 +60,35 @@ def test_brackets_with_growth_on_draws_the_size_live(app_url, page):
     # below: the captions below the charts
     shot = section_screenshot(page, "network-size", "chart_units", "growth.png", below=200)
     assert shot.stat().st_size > 20_000
+
+
+JS_FREE = """() => { const gd = document.querySelector('.st-key-chart_network .js-plotly-plot');
+  if (!gd || !gd._fullData) return null;
+  const free = gd._fullData.find(t => t.name === 'free slots');
+  return {free: free ? free.x.length : 0, meta: gd._fullLayout.meta}; }"""
+
+
+def test_a_growing_wormhole_gru_fills_its_slots_in_the_network_view(app_url, page):
+    """The gated wormhole GRU growing on adding: the network view draws the free slots as rings, and fewer of them
+    once it has trained; a screenshot of the view (assets/screenshots/network-growing-gru.png)."""
+    page.set_default_timeout(120_000)
+    page.goto(f"{app_url}/?task=adding&model=wormhole_gru&grow=on")
+    page.wait_for_selector(".st-key-play button:visible")
+    page.wait_for_selector(IDLE)
+    page.wait_for_selector(".st-key-chart_network .js-plotly-plot")
+    page.locator(".st-key-chart_network").scroll_into_view_if_needed()
+    first = wait_for(lambda: (v := page.evaluate(JS_FREE)) and v["free"] and v, 60, "the network's free slots")
+    assert first["free"] == first["meta"]["free_slots"] > 0
+    play_button(page).click()
+    wait_for(lambda: step_count(page) >= 400, 240, "400 steps")
+    play_button(page).click()
+    page.wait_for_selector(".st-key-play button:visible:has-text('Play')")
+    page.wait_for_selector(IDLE)
+    page.locator(".st-key-chart_network").scroll_into_view_if_needed()
+    later = wait_for(lambda: (v := page.evaluate(JS_FREE)) and v["free"] < first["free"] and v, 60,
+                     "fewer free slots after training")
+    assert later["free"] == later["meta"]["free_slots"]
+    page.mouse.move(5, 995)
+    time.sleep(1.0)  # hover labels fade out; the picture, not an assertion, waits on it
+    page.locator(".st-key-chart_network").screenshot(path=str(SHOTS / "network-growing-gru.png"))
+    assert (SHOTS / "network-growing-gru.png").stat().st_size > 20_000
