@@ -101,6 +101,23 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def steady(page, read, what: str, timeout: float = 120.0):
+    """`read()` once the page's layout has settled, for a click at a computed position: no "Compiling…" alert
+    (it goes when the warm-up has compiled the training loop, which under load can be after the charts are
+    drawn, and everything below it moves up) and the same value half a second apart. A click computed before
+    the alert went made a CI run under load miss its target."""
+
+    def settled():
+        if page.locator("text=Compiling the training step").count():
+            return None
+        first = read()
+        time.sleep(0.5)
+        again = read()
+        return again if first and first == again else None
+
+    return wait_for(settled, timeout, what)
+
+
 def section_screenshot(page, heading: str, last_key: str, name: str, below: int) -> Path:
     """A screenshot (SHOTS / name) of a page section, from its heading (`#heading`) down to the chart `last_key`
     and `below` more pixels (the captions under it), the mouse moved away and the section scrolled into view."""

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import time
 
-from test_dashboard_browser import IDLE, JS_SCROLL_INTO_VIEW, SHOTS, href, pytestmark, wait_for  # noqa: F401
+from test_dashboard_browser import (  # noqa: F401
+    IDLE,
+    JS_SCROLL_INTO_VIEW,
+    SHOTS,
+    href,
+    pytestmark,
+    steady,
+    wait_for,
+)
 from test_dashboard_teaching_browser import view
 
 # the screen position of a tile's centre (its invisible click target) and the tiles' samples
@@ -31,7 +39,7 @@ def test_clicking_a_digit_shows_it_settling(app_url, page):
     page.wait_for_selector(IDLE)
     before = wait_for(lambda: view(page, "chart_settle").get("meta"), 120, "the settling view")
     page.evaluate(JS_SCROLL_INTO_VIEW, GALLERY)
-    tiles = wait_for(lambda: page.evaluate(JS_TILE, [GALLERY, 14]), 60, "the inspector's tiles")
+    tiles = steady(page, lambda: page.evaluate(JS_TILE, [GALLERY, 14]), "the inspector's tiles, where they stay put")
     assert len(tiles["meta"]["slowest"]) == 12 == len(tiles["meta"]["fastest"])
     target = tiles["index"]  # the third of the fastest: not the slowest the settling view shows first
     assert target == tiles["meta"]["fastest"][2] != before["sample"]

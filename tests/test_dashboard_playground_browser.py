@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_dashboard_browser import IDLE, SHOTS, href, pytestmark, wait_for  # noqa: F401
+from test_dashboard_browser import IDLE, SHOTS, href, pytestmark, steady, wait_for  # noqa: F401
 
 PLANE = "[class*='st-key-pg_plane_'] .js-plotly-plot"
 JS_PLANE = """(sel) => { const gd = document.querySelector(sel);
@@ -37,7 +37,7 @@ def test_clicking_the_plane_adds_a_path(app_url, page):
     assert first["converged"] == [False]  # flagged: red, and a line of text
     assert page.get_by_text("Not converged within max_iter = 65").count() == 1
     target = (0.5, 0.5)  # a click target of the plane's grid (0.5 = -1 + 2 * 11 / 22... the nearest one)
-    x, y = page.evaluate(JS_PIXEL, [PLANE, *target])
+    x, y = steady(page, lambda: page.evaluate(JS_PIXEL, [PLANE, *target]), "the plane where it stays put")
     page.mouse.move(x, y)
     time.sleep(0.3)
     page.mouse.click(x, y)
