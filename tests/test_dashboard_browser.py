@@ -102,18 +102,17 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
 
 
 def steady(page, read, what: str, timeout: float = 120.0):
-    """`read()` once the page's layout has settled, for a click at a computed position: no "Compiling…" alert
-    (it goes when the warm-up has compiled the training loop, which under load can be after the charts are
-    drawn, and everything below it moves up) and the same value half a second apart. A click computed before
-    the alert went made a CI run under load miss its target."""
+    """`read()` once the page's layout has settled, for a click at a computed position: the app idle (no script
+    run under way, which may redraw what is above) before and after, and the same value a second apart. A CI
+    run under load clicked the inspector's tile where it no longer was: the URL never changed."""
 
     def settled():
-        if page.locator("text=Compiling the training step").count():
+        if not page.locator(IDLE).count():
             return None
         first = read()
-        time.sleep(0.5)
+        time.sleep(1.0)
         again = read()
-        return again if first and first == again else None
+        return again if first and first == again and page.locator(IDLE).count() else None
 
     return wait_for(settled, timeout, what)
 
