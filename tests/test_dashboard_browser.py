@@ -102,9 +102,8 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
 
 
 def steady(page, read, what: str, timeout: float = 120.0):
-    """`read()` once the page's layout has settled, for a click at a computed position: the app idle (no script
-    run under way, which may redraw what is above) before and after, and the same value a second apart. A CI
-    run under load clicked the inspector's tile where it no longer was: the URL never changed."""
+    """`read()` once the page's layout has settled: the app idle (no script run under way, which may redraw what
+    is above) before and after, and the same value a second apart."""
 
     def settled():
         if not page.locator(IDLE).count():
@@ -115,6 +114,30 @@ def steady(page, read, what: str, timeout: float = 120.0):
         return again if first and first == again and page.locator(IDLE).count() else None
 
     return wait_for(settled, timeout, what)
+
+
+# Streamlit's page scrolls in a container of its own, not the window: scroll the element's nearest scrolling ancestor
+JS_CENTRE_Y = """([selector, y]) => { let el = document.querySelector(selector);
+  while (el && !(el.scrollHeight > el.clientHeight && /(auto|scroll)/.test(getComputedStyle(el).overflowY))) {
+    el = el.parentElement; }
+  (el || document.scrollingElement).scrollBy(0, y - window.innerHeight / 2); }"""
+
+
+def click_target(page, selector: str, read, what: str, timeout: float = 120.0) -> dict:
+    """A point to click at in the element `selector` (CSS), where it stays put and inside the window: `read()`
+    returns a dict with the point's window coordinates "x" and "y" (and anything else); the page is scrolled to
+    bring the point to the window's middle when it is near an edge. A point outside the window takes no click:
+    a CI run clicked the inspector's tile at y = 1022 in a window 1000 pixels high (its chart only partly in
+    view), and the URL never changed."""
+    deadline = time.time() + timeout
+    while True:
+        point = steady(page, read, what, max(1.0, deadline - time.time()))
+        height = page.evaluate("() => window.innerHeight")
+        if 0.1 * height <= point["y"] <= 0.9 * height:
+            return point
+        if time.time() > deadline:
+            raise AssertionError(f"{what}: at y = {point['y']:.0f}, outside a window {height} pixels high")
+        page.evaluate(JS_CENTRE_Y, [selector, point["y"]])
 
 
 def section_screenshot(page, heading: str, last_key: str, name: str, below: int) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_dashboard_browser import IDLE, SHOTS, href, pytestmark, steady, wait_for  # noqa: F401
+from test_dashboard_browser import IDLE, SHOTS, click_target, href, pytestmark, wait_for  # noqa: F401
 
 PLANE = "[class*='st-key-pg_plane_'] .js-plotly-plot"
 JS_PLANE = """(sel) => { const gd = document.querySelector(sel);
@@ -18,7 +18,7 @@ JS_PLANE = """(sel) => { const gd = document.querySelector(sel);
           paths: gd._fullData.filter(t => t.meta && t.meta.path !== undefined).map(t => Array.from(t.x).length)}; }"""
 JS_PIXEL = """([sel, x, y]) => { const gd = document.querySelector(sel); const L = gd._fullLayout;
   const r = gd.getBoundingClientRect();
-  return [r.left + L.xaxis._offset + L.xaxis.l2p(x), r.top + L.yaxis._offset + L.yaxis.l2p(y)]; }"""
+  return {x: r.left + L.xaxis._offset + L.xaxis.l2p(x), y: r.top + L.yaxis._offset + L.yaxis.l2p(y)}; }"""
 
 
 def plane(page) -> dict:
@@ -37,7 +37,8 @@ def test_clicking_the_plane_adds_a_path(app_url, page):
     assert first["converged"] == [False]  # flagged: red, and a line of text
     assert page.get_by_text("Not converged within max_iter = 65").count() == 1
     target = (0.5, 0.5)  # a click target of the plane's grid (0.5 = -1 + 2 * 11 / 22... the nearest one)
-    x, y = steady(page, lambda: page.evaluate(JS_PIXEL, [PLANE, *target]), "the plane where it stays put")
+    point = click_target(page, PLANE, lambda: page.evaluate(JS_PIXEL, [PLANE, *target]), "the plane's click target")
+    x, y = point["x"], point["y"]
     page.mouse.move(x, y)
     time.sleep(0.3)
     page.mouse.click(x, y)
