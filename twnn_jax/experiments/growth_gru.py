@@ -17,25 +17,39 @@ from __future__ import annotations
 from tqdm import tqdm
 
 from ..train import TrainConfig
-from .growth_wormhole import _pm, summarize, train_runs
+from .growth_wormhole import (
+    added_deleted,
+    claims_table,
+    grown_size_figure,
+    provenance,
+    run_names,
+    runs_table,
+    summarize,
+    train_runs,
+)
 
 MAX_UNITS = 16  # slots per layer of the stack (two layers)
 FIXED_SIZES = (2, 4, 8, 16)  # units per layer
 LR, BATCH = 5e-3, 32  # the long-range experiment's
 FULL = {"steps": 1500, "every": 100, "seeds": 3, "lengths": [10, 25, 50]}
 QUICK = {"steps": 20, "every": 10, "seeds": 2, "lengths": [4, 6]}
-JUDGES = {"eval_mse": lambda trainer, live: lambda p: trainer.evaluate(p, live)["loss"],
-          "accuracy": lambda trainer, live: lambda p: trainer.evaluate(p, live)["metric"]}
+FIGURES = ("eval_mse", "accuracy")  # judge's
 
 
-def run_names() -> list[str]:
-    return ["grown"] + [f"fixed-{n}" for n in FIXED_SIZES]
+def judge(trainer, live):
+    """Params -> the final figures of an adding run: eval MSE and accuracy, from one evaluation."""
+
+    def figures(p):
+        ev = trainer.evaluate(p, live)
+        return {"eval_mse": ev["loss"], "accuracy": ev["metric"]}
+
+    return figures
 
 
 def train_length(seq_len: int, seeds: int, steps: int, every: int) -> dict:
     """Every run of one length for every seed: {run name: [per seed: curves and final figures]}."""
     cfg = TrainConfig(task="adding", model="wormhole_gru", seq_len=seq_len, hidden=MAX_UNITS, batch_size=BATCH, lr=LR)
-    return dict(zip(run_names(), train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, JUDGES)))
+    return dict(zip(run_names(FIXED_SIZES), train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, judge)))
 
 
 def verdicts(s: dict, runs: dict) -> dict:
@@ -67,22 +81,18 @@ def run_part(quick: bool, seeds: int | None) -> dict:
     runs = {}
     for t in tqdm(plan["lengths"], desc="growth, wormhole GRU part", unit="length", dynamic_ncols=True):
         runs[f"adding-{t}"] = train_length(t, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs, judges=tuple(JUDGES))
+    summary = summarize(runs, FIGURES)
     return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "lr": LR, "batch_size": BATCH},
             "summary": summary, "verdicts": verdicts(summary, runs), "runs": runs}
 
 
 def markdown(part: dict) -> list[str]:
     """The GRU part's section of RESULTS.md."""
-    p, s, v, m = part["plan"], part["summary"], part["verdicts"], part["meta"]
-    commit = (m.get("code") or {}).get("commit") or "unknown"
-    lines = [
+    p, s, v = part["plan"], part["summary"], part["verdicts"]
+    return [
         "## Growth for the gated wormhole GRU (adding, growing T)",
         "",
-        f"Written by `twnn experiment growth --part gru{' --quick' if m['quick'] else ''}` from commit "
-        f"`{commit[:12]}`{' (uncommitted changes)' if (m.get('code') or {}).get('dirty') else ''}; {p['seeds']} seeds, "
-        f"{p['steps']:,} steps per run, {m['wall_s']:.0f} s (load average {m['load_start']} at the start, "
-        f"{m['load_end']} at the end).",
+        provenance(part, "gru"),
         "",
         f"The adding problem at T = {', '.join(map(str, p['lengths']))} with the gated wormhole GRU (two layers of up "
         f"to {p['max_units']} units, a fixed point every time step), Adam lr {p['lr']:g}, batch {p['batch_size']} (the "
@@ -91,33 +101,18 @@ def markdown(part: dict) -> list[str]:
         "count both layers. Eval MSE and accuracy (|error| < 0.04) on the evaluation set; always answering 1.0 "
         "scores MSE 0.167. Mean ± std over seeds.",
         "",
-        "| claim | holds here? | measured |", "|---|---|---|",
-        "| final size follows the length (mean grows with T, shortest and longest apart by more than their std) | "
-        f"{'yes' if v['size_follows_length']['holds'] else 'no'} | {v['size_follows_length']['text']} |",
-        f"| the grown net beats every fixed size (eval MSE) | {'yes' if v['grown_beats_fixed']['holds'] else 'no'} | "
-        f"{v['grown_beats_fixed']['text']} |",
-        "| (a cause, if the first fails) the size curve is the same at every length | "
-        f"{'yes' if v['same_size_curve_at_every_length']['holds'] else 'no'} | "
-        f"{v['same_size_curve_at_every_length']['text']} |",
+        *claims_table([
+            ("final size follows the length (mean grows with T, shortest and longest apart by more than their std)",
+             v["size_follows_length"]),
+            ("the grown net beats every fixed size (eval MSE)", v["grown_beats_fixed"]),
+            ("(a cause, if the first fails) the size curve is the same at every length",
+             v["same_size_curve_at_every_length"])]),
         "",
-        "| task | run | final size | train loss | eval MSE | accuracy |", "|---|---|---|---|---|---|",
+        *runs_table(s, [("eval MSE", "eval_mse", ".2e"), ("accuracy", "accuracy", ".2f")]),
+        "", added_deleted(part), "", "Figure: [growth_gru_size.html](growth_gru_size.html).", "",
     ]
-    for task, by_name in s.items():
-        for name, e in by_name.items():
-            lines.append(f"| {task} | {name} | {_pm(e, 'final_size', '.1f')} | {_pm(e, 'train_loss', '.2e')} | "
-                         f"{_pm(e, 'eval_mse', '.2e')} | {_pm(e, 'accuracy', '.2f')} |")
-    lines += ["", "Units added / deleted per seed: " + "; ".join(
-        f"{task} " + ", ".join(f"{r['added']}/{r['deleted']}" for r in part["runs"][task]["grown"]) for task in s)
-        + ".", "", "Figure: [growth_gru_size.html](growth_gru_size.html).", ""]
-    return lines
 
 
 def size_figure(part: dict) -> dict:
-    """Median size of the grown GRU over training steps, one line per length (a plain Plotly dict)."""
-    every = part["plan"]["every"]
-    data = [{"type": "scatter", "x": [every * (i + 1) for i in range(len(by_name["grown"]["size_curve_median"]))],
-             "y": by_name["grown"]["size_curve_median"], "name": task} for task, by_name in part["summary"].items()]
-    return {"data": data, "layout": {
-        "title": {"text": "The wormhole GRU growing on adding: units (both layers) over steps (median over seeds)"},
-        "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "active units"}}}}
-
+    return grown_size_figure(
+        part, "The wormhole GRU growing on adding: units (both layers) over steps (median over seeds)", "active units")

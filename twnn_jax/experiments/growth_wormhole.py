@@ -28,15 +28,15 @@ FULL = {"steps": 8_000, "every": 200, "seeds": 4}  # ~10 min of the loaded 2-cor
 QUICK = {"steps": 40, "every": 20, "seeds": 2}
 
 
-def run_names() -> list[str]:
-    return ["grown"] + [f"fixed-{n}" for n in FIXED_SIZES]
+def run_names(fixed_sizes) -> list[str]:
+    return ["grown"] + [f"fixed-{n}" for n in fixed_sizes]
 
 
-def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judges: dict) -> list[list[dict]]:
+def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judge) -> list[list[dict]]:
     """Every run of one growing config for every seed, vmapped: a net grown from one unit per growing layer
     (`sizes[0]` must be 1) and fixed nets of `sizes[1:]` units per growing layer (the rule off), all in one compiled
     function. Returns, per size and then per seed: the loss (mean per block of `every` steps), size and units
-    added / deleted, and the final figures `judges` (name -> (trainer, live) -> function of params) measure."""
+    added / deleted, and the final figures `judge` measures ((trainer, live) -> params -> {figure name: value})."""
     trainer = trainer_for(cfg)
     live = live_controls(cfg)
     step = wg.growing_step(trainer)
@@ -55,8 +55,8 @@ def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judg
         return jax.lax.scan(lambda st, _: jax.vmap(block)(st, grow), states, None, length=steps // every)
 
     states, rows = jax.device_get(train_all(states, grow))
-    finals = {name: np.asarray(jax.device_get(jax.jit(jax.vmap(judge(trainer, live)))(states.params)))
-              for name, judge in judges.items()}
+    finals = {name: np.asarray(v) for name, v in
+              jax.device_get(jax.jit(jax.vmap(judge(trainer, live)))(states.params)).items()}
     out = [[] for _ in sizes]
     for r in range(len(sizes) * seeds):
         out[r % len(sizes)].append({
@@ -66,15 +66,18 @@ def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judg
     return out
 
 
-SINE_JUDGES = {"eval_mse": lambda trainer, live: lambda p: trainer.evaluate(p, live)["loss"],
-               "free_rmse": lambda trainer, live: lambda p: trainer.generate(p, live)["rmse"]}
+def sine_judge(trainer, live):
+    """Params -> the final figures of a sine run: one-step eval MSE and free-running RMSE."""
+    return lambda p: {"eval_mse": trainer.evaluate(p, live)["loss"], "free_rmse": trainer.generate(p, live)["rmse"]}
+
+
+SINE_FIGURES = ("eval_mse", "free_rmse")  # sine_judge's
 
 
 def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
     """Every run of one sine task for every seed: {run name: [per seed: curves and final figures]}."""
     cfg = TrainConfig(task="sine", n_freqs=n_freqs, hidden=MAX_UNITS)
-    runs = train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, SINE_JUDGES)
-    return dict(zip(run_names(), runs))
+    return dict(zip(run_names(FIXED_SIZES), train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, sine_judge)))
 
 
 def _stats(values) -> dict:
@@ -82,15 +85,15 @@ def _stats(values) -> dict:
     return {"mean": float(np.mean(a)), "std": float(np.std(a)), "values": a.tolist()}
 
 
-def summarize(runs: dict, judges: tuple[str, ...] = tuple(SINE_JUDGES)) -> dict:
-    """Per task and run name: final size, tail training loss and the `judges` (mean, std, per seed)."""
+def summarize(runs: dict, figures: tuple[str, ...]) -> dict:
+    """Per task and run name: final size, tail training loss and the judge's `figures` (mean, std, per seed)."""
     out = {}
     for task, by_name in runs.items():
         out[task] = {}
         for name, per_seed in by_name.items():
             tail = [float(np.mean(r["loss"][-max(1, len(r["loss"]) // 10):])) for r in per_seed]
             out[task][name] = {"final_size": _stats([r["size"][-1] for r in per_seed]), "train_loss": _stats(tail),
-                               **{j: _stats([r[j] for r in per_seed]) for j in judges},
+                               **{f: _stats([r[f] for r in per_seed]) for f in figures},
                                "size_curve_median": np.median([r["size"] for r in per_seed], 0).tolist()}
     return out
 
@@ -121,7 +124,7 @@ def run_part(quick: bool, seeds: int | None) -> dict:
     runs = {}
     for k in tqdm(N_FREQS, desc="growth, wormhole part", unit="task", dynamic_ncols=True):
         runs[f"sine-{k}"] = train_task(k, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs)
+    summary = summarize(runs, SINE_FIGURES)
     return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "n_freqs": list(N_FREQS),
                      "lr": TrainConfig.lr, "batch_size": TrainConfig.batch_size},
             "summary": summary, "verdicts": verdicts(summary), "runs": runs}
@@ -131,42 +134,65 @@ def _pm(e, key, fmt):
     return f"{format(e[key]['mean'], fmt)} ± {format(e[key]['std'], fmt)}"
 
 
+def provenance(part: dict, name: str) -> str:
+    """The line that says which command and commit wrote a part's section, with its budget and the load."""
+    p, m = part["plan"], part["meta"]
+    code = m.get("code") or {}
+    return (f"Written by `twnn experiment growth --part {name}{' --quick' if m['quick'] else ''}` from commit "
+            f"`{(code.get('commit') or 'unknown')[:12]}`{' (uncommitted changes)' if code.get('dirty') else ''}; "
+            f"{p['seeds']} seeds, {p['steps']:,} steps per run, {m['wall_s']:.0f} s (load average {m['load_start']} "
+            f"at the start, {m['load_end']} at the end).")
+
+
+def claims_table(claims: list[tuple[str, dict]]) -> list[str]:
+    """Markdown rows: each claim, whether its verdict holds, and what was measured."""
+    return ["| claim | holds here? | measured |", "|---|---|---|",
+            *(f"| {claim} | {'yes' if v['holds'] else 'no'} | {v['text']} |" for claim, v in claims)]
+
+
+def runs_table(summary: dict, figures: list[tuple[str, str, str]]) -> list[str]:
+    """Markdown rows: per task and run, final size, train loss and each (header, figure, format) as mean ± std."""
+    lines = ["| task | run | final size | train loss | " + " | ".join(h for h, _, _ in figures) + " |",
+             "|---|---|---|---|" + "---|" * len(figures)]
+    for task, by_name in summary.items():
+        for name, e in by_name.items():
+            lines.append(f"| {task} | {name} | {_pm(e, 'final_size', '.1f')} | {_pm(e, 'train_loss', '.2e')} | "
+                         + " | ".join(_pm(e, f, fmt) for _, f, fmt in figures) + " |")
+    return lines
+
+
+def added_deleted(part: dict) -> str:
+    """'Units added / deleted per seed: ...' for a part's grown runs."""
+    return "Units added / deleted per seed: " + "; ".join(
+        f"{task} " + ", ".join(f"{r['added']}/{r['deleted']}" for r in part["runs"][task]["grown"])
+        for task in part["summary"]) + "."
+
+
 def markdown(part: dict) -> list[str]:
     """The wormhole part's section of RESULTS.md."""
-    p, s, v, m = part["plan"], part["summary"], part["verdicts"], part["meta"]
-    commit = (m.get("code") or {}).get("commit") or "unknown"
+    p, s, v = part["plan"], part["summary"], part["verdicts"]
     lines = [
         "## Growth for wormhole networks (sine, 1-3 frequencies)",
         "",
-        f"Written by `twnn experiment growth --part wormhole{' --quick' if m['quick'] else ''}` from commit "
-        f"`{commit[:12]}`{' (uncommitted changes)' if (m.get('code') or {}).get('dirty') else ''}; {p['seeds']} seeds, "
-        f"{p['steps']:,} steps per run, {m['wall_s']:.0f} s (load average {m['load_start']} at the start, "
-        f"{m['load_end']} at the end).",
+        provenance(part, "wormhole"),
         "",
         f"Sine's `small` net (tanh hidden layer of up to {p['max_units']} units, sigmoid output fed back through a "
         f"wormhole), Adam lr {p['lr']:g}, batch {p['batch_size']}. `grown`: from one hidden unit by seed 003's rule "
         "(`twnn_jax/wormhole_growth.py`); `fixed-n`: n units, the rule off, the same L1 step. Eval MSE: one-step "
         "prediction on the evaluation set; free RMSE: 250 steps of free-running generation. Mean ± std over seeds.",
         "",
-        "| claim | holds here? | measured |", "|---|---|---|",
-        "| final size follows difficulty (mean 1 < 2 < 3 frequencies, 1 and 3 apart by more than their std) | "
-        f"{'yes' if v['size_follows_difficulty']['holds'] else 'no'} | {v['size_follows_difficulty']['text']} |",
-        f"| the grown net beats every fixed size (eval MSE) | {'yes' if v['grown_beats_fixed']['holds'] else 'no'} | "
-        f"{v['grown_beats_fixed']['text']} |",
+        *claims_table([
+            ("final size follows difficulty (mean 1 < 2 < 3 frequencies, 1 and 3 apart by more than their std)",
+             v["size_follows_difficulty"]),
+            ("the grown net beats every fixed size (eval MSE)", v["grown_beats_fixed"])]),
         "",
-        "| task | run | final size | train loss | eval MSE | free-running RMSE |", "|---|---|---|---|---|---|",
+        *runs_table(s, [("eval MSE", "eval_mse", ".2e"), ("free-running RMSE", "free_rmse", ".3f")]),
     ]
-    for task, by_name in s.items():
-        for name, e in by_name.items():
-            lines.append(f"| {task} | {name} | {_pm(e, 'final_size', '.1f')} | {_pm(e, 'train_loss', '.2e')} | "
-                         f"{_pm(e, 'eval_mse', '.2e')} | {_pm(e, 'free_rmse', '.3f')} |")
     quarters = [len(next(iter(s.values()))["grown"]["size_curve_median"]) * q // 4 - 1 for q in (1, 2, 3, 4)]
     lines += ["", "Grown size over training (median over seeds) at " + ", ".join(
         f"{(i + 1) * p['every']:,}" for i in quarters) + " steps: " + "; ".join(
         f"{task} " + " → ".join(f"{by_name['grown']['size_curve_median'][i]:g}" for i in quarters)
-        for task, by_name in s.items()) + ". Units added / deleted per seed: " + "; ".join(
-        f"{task} " + ", ".join(f"{r['added']}/{r['deleted']}" for r in part["runs"][task]["grown"])
-        for task in s) + "."]
+        for task, by_name in s.items()) + ". " + added_deleted(part)]
     lines += ["", "Figure: [growth_wormhole_size.html](growth_wormhole_size.html)."]
     lines += ["", "Grown size per seed: " + "; ".join(
         f"{task} " + ", ".join(str(int(x)) for x in by_name["grown"]["final_size"]["values"])
@@ -174,13 +200,15 @@ def markdown(part: dict) -> list[str]:
     return lines
 
 
-def size_figure(part: dict) -> dict:
+def grown_size_figure(part: dict, title: str, y_title: str) -> dict:
     """Median size of the grown net over training steps, one line per task (a plain Plotly dict)."""
     every = part["plan"]["every"]
-    data = []
-    for task, by_name in part["summary"].items():
-        curve = by_name["grown"]["size_curve_median"]
-        data.append({"type": "scatter", "x": [every * (i + 1) for i in range(len(curve))], "y": curve, "name": task})
-    return {"data": data, "layout": {
-        "title": {"text": "Sine's wormhole net growing: hidden units over steps (median over seeds)"},
-        "xaxis": {"title": {"text": "training step"}}, "yaxis": {"title": {"text": "active hidden units"}}}}
+    data = [{"type": "scatter", "x": [every * (i + 1) for i in range(len(by_name["grown"]["size_curve_median"]))],
+             "y": by_name["grown"]["size_curve_median"], "name": task} for task, by_name in part["summary"].items()]
+    return {"data": data, "layout": {"title": {"text": title}, "xaxis": {"title": {"text": "training step"}},
+                                     "yaxis": {"title": {"text": y_title}}}}
+
+
+def size_figure(part: dict) -> dict:
+    return grown_size_figure(part, "Sine's wormhole net growing: hidden units over steps (median over seeds)",
+                             "active hidden units")
