@@ -49,7 +49,8 @@ def _run_script(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 PLAY = """
-    import sys, time
+    import faulthandler, signal, sys, time
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `_exit_or_stacks`: where a process hangs
     from twnn_dashboard import session
     runner = session.Runner(session.make_config("sine"))  # warm-up thread: compiles while this goes on
     assert runner.play()
@@ -132,7 +133,7 @@ def test_ctrl_c_on_a_script_with_a_runner_playing_ends_as_python_does(tmp_path):
     try:
         assert proc.stdout.readline().strip() == "training", proc.stderr.read()
         os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=EXIT_TIMEOUT_S)
+        stderr = _exit_or_stacks(proc, EXIT_TIMEOUT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -140,6 +141,19 @@ def test_ctrl_c_on_a_script_with_a_runner_playing_ends_as_python_does(tmp_path):
     assert proc.returncode == -signal.SIGINT, stderr[-4000:]
     assert "KeyboardInterrupt" in stderr
     assert "terminate called" not in stderr and "FATAL" not in stderr, stderr[-4000:]
+
+
+def _exit_or_stacks(proc: subprocess.Popen, timeout: float) -> str:
+    """`proc`'s stderr once it has exited; if it has not within `timeout`, its threads' Python stacks (a PLAY
+    script dumps them on SIGUSR1) in the failure, then it is killed."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(3.0)
+        proc.kill()
+        stderr = proc.communicate()[1]
+        raise AssertionError(f"no exit within {timeout} s; the threads' stacks then:\n{stderr[-8000:]}") from None
 
 
 def _lines(path: Path) -> int:
