@@ -74,6 +74,19 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1500, "height": 1000}}
 
 
+# A command as a terminal starts it: SIGINT at its default. A process started in the background by a shell
+# without job control (`cmd &` in a script, `nohup`) inherits SIGINT *ignored*, and Python then installs no
+# KeyboardInterrupt handler: Ctrl-C tests of such a pytest would wait forever (seen in a CI run started that way).
+_SIGINT_DEFAULT_THEN_EXEC = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                             "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def as_from_a_terminal(cmd: list[str]) -> list[str]:
+    """`cmd` (its first item an executable's path) run with SIGINT at its default, whatever this process inherited;
+    the same process (exec), so its pid and process group are `cmd`'s."""
+    return [sys.executable, "-c", _SIGINT_DEFAULT_THEN_EXEC, *cmd]
+
+
 @contextlib.contextmanager
 def _dashboard_server(log_dir: Path, timeout: float = 60.0, twnn: bool = False):
     """`streamlit run dashboard/app.py` (or with `twnn=True`, `twnn dashboard`) started as users do, in its
@@ -88,8 +101,8 @@ def _dashboard_server(log_dir: Path, timeout: float = 60.0, twnn: bool = False):
              "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
     cmd = ([sys.executable, "-m", "twnn_jax.cli", "dashboard", *flags] if twnn
            else [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", *flags])
-    proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=stdout, stderr=stderr,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(as_from_a_terminal(cmd), cwd=Path(__file__).resolve().parents[1], stdout=stdout,
+                            stderr=stderr, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     proc.url = f"http://127.0.0.1:{port}"
     proc.logs = lambda: (log_dir / "stdout.log").read_text() + (log_dir / "stderr.log").read_text()
     deadline = time.monotonic() + timeout

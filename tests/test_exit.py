@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import as_from_a_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -128,8 +129,8 @@ def test_ctrl_c_on_a_script_with_a_runner_playing_ends_as_python_does(tmp_path):
         for _ in range(6000):
             time.sleep(0.1)
     """))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path, start_new_session=True)
+    proc = subprocess.Popen(as_from_a_terminal([sys.executable, str(script)]), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True)
     try:
         assert proc.stdout.readline().strip() == "training", proc.stderr.read()
         os.killpg(proc.pid, signal.SIGINT)
@@ -168,8 +169,9 @@ def test_twnn_train_stops_on_a_signal_with_a_checkpoint(tmp_path, signum):
 
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twnn_jax.cli", "train", "--task", "sine", "--hidden", "8", "--batch-size", "16",
-         "--steps", "10000000", "--checkpoint-every", "0", "--quiet", "--out", str(out)],
+        as_from_a_terminal([sys.executable, "-m", "twnn_jax.cli", "train", "--task", "sine", "--hidden", "8",
+                            "--batch-size", "16", "--steps", "10000000", "--checkpoint-every", "0", "--quiet",
+                            "--out", str(out)]),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
