@@ -69,7 +69,8 @@ export default function ({ parentElement, data, setTriggerValue }) {
     gd.className = "twnn-live-chart";
     parentElement.appendChild(gd);
   }
-  gd.__twnnNext = [themed(JSON.parse(data.figure), parentElement), data.config];
+  const fig = JSON.parse(data.figure);
+  gd.__twnnNext = [themed(fig, parentElement), fig.config];
   gd.__twnnTrigger = data.clickable ? setTriggerValue : null;
   loadPlotly().then((P) => {
     if (!gd.__twnnSeen) {  // a chart scrolled out of view waits, and draws its newest figure on coming back

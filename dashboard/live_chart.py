@@ -52,8 +52,9 @@ def in_place_available() -> bool:
 
 def figure_json(fig: dict) -> str:
     """The figure dict (`twnn_jax.figures`) as Plotly JSON with this dashboard's small template instead of
-    Plotly's default (~9 KB) one."""
-    return pio_json.to_json_plotly({"data": fig["data"], "layout": {**fig["layout"], "template": TEMPLATE}})
+    Plotly's default (~9 KB) one, and the chart's `config`."""
+    return pio_json.to_json_plotly({"data": fig["data"], "layout": {**fig["layout"], "template": TEMPLATE},
+                                    "config": CONFIG})
 
 
 def show(fig: dict, *, key: str, on_click=None) -> None:
@@ -61,7 +62,9 @@ def show(fig: dict, *, key: str, on_click=None) -> None:
     (a Streamlit callback) when a point is clicked; `st.session_state[key]["click"]` then holds the point's
     `{"x", "y", "customdata"}`."""
     if in_place_available():
-        data = {"figure": figure_json(fig), "config": CONFIG}
+        # Only strings and booleans at the first level: Streamlit checks every other value there for a data
+        # frame, and the first such check imports pandas and pyarrow (~1.5 s before the page's first chart)
+        data = {"figure": figure_json(fig)}
         if on_click is None:
             _component(key=key, data=data)
         else:

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import controls, inspector, panels, playground, surrogate_view, teaching
+from . import controls, inspector, panels, playground, preload, surrogate_view, teaching
 from .session import Runner, compile_counts, make_config
 
 REDRAW_CHOICES = (1, 2, 5, 10)  # seconds between chart redraws while training (a user setting, "redraw")
@@ -30,8 +30,9 @@ def _session_runner(model: dict, live: dict) -> Runner:
         if runner is not None:
             runner.close(wait=False)
         ctx = get_script_run_ctx(suppress_warning=True)
+        config, session_id = make_config(**model, **live), ctx.session_id if ctx else None
         try:
-            runner = Runner(make_config(**model, **live), session_id=ctx.session_id if ctx else None)
+            runner = preload.claim(config, session_id) or Runner(config, session_id=session_id)
         except ValueError as err:  # a combination the library rejects (warm starts on a model without a solve)
             st.error(f"Cannot start this run: {err}")
             st.stop()
@@ -165,3 +166,4 @@ def main() -> None:
     panels.render_export(runner)
     panels.render_help(runner, render_s=st.session_state.get("_render_s"), chart_tick=chart_tick,
                        readout_s=READOUT_MAX_S)
+    preload.page_shown()

@@ -5,8 +5,9 @@ builds and compiles the default run's functions before the first chart can show.
 Streamlit server in its own process (`twnn_jax.cli`), so the same work can start at once in a background
 thread: JAX's backend (on one core, `cpu_threads`), the trainer of the page's default settings (the one
 shared trainer cache, `twnn_jax.train.trainer_for`) and the functions its first page calls, compiled or
-loaded from the compilation cache. The page then finds them built. `streamlit run dashboard/app.py`
-skips this (and works the same, only later).
+loaded from the compilation cache. The first page that opens with the default settings takes that very
+runner (`claim`): the results of its first calls are then already in its cache, or arrive as the preload
+finishes them, computed once. `streamlit run dashboard/app.py` skips this (and works the same, only later).
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ import logging
 import threading
 
 logger = logging.getLogger(__name__)
+
+_offered: list = []  # the preloaded runner, until the first page claims it (or declines it: then it is closed)
+_built = threading.Event()  # set when the preload has built its runner, or failed to
+_started = threading.Event()  # a preload was started in this process
+_page_shown = threading.Event()  # a page has run through once (`page_shown`)
+TRAINING_WAITS_S = 20.0  # the training loop's compilation waits this long at most for the first page to show
 
 
 def default_config():
@@ -34,16 +41,47 @@ def warm_default() -> None:
     start_jax_on_one_core()
     from .session import Runner
 
+    _started.set()
     try:
-        runner = Runner(default_config(), warm_up=False)  # builds the trainer (the shared cache) and its state
         try:
-            for call in runner.first_page_calls():  # what the first view shows, first
-                call()
-            runner.compile_training()
+            runner = Runner(default_config(), warm_up=False)  # builds the trainer (the shared cache) and its state
+            _offered.append(runner)
         finally:
-            runner.close(wait=False)
+            _built.set()
+        for call in runner.first_page_calls():  # what the first view shows, first
+            if runner.closed:  # declined by a page with other settings, or the process is exiting
+                return
+            call()
+        # The training loop is not needed until Play. Compiled now, its tracing (seconds of Python) would take
+        # the interpreter lock from the first page in turns: wait until that page has shown (or for no page).
+        _page_shown.wait(TRAINING_WAITS_S)
+        runner.compile_training()
     except Exception:  # noqa: BLE001 - the page builds the same things again and reports what fails
         logger.debug("preloading the default page failed", exc_info=True)
+
+
+def page_shown() -> None:
+    """A page has run through once: the preload may now compile the training loop."""
+    _page_shown.set()
+
+
+def claim(config, session_id: str | None):
+    """The preloaded runner, for the first page that asks, when `config` is the one it was built for (the page
+    then belongs to `session_id`); else None. Only the first page is offered it: one with other settings
+    closes it. Waits while the preload is still building it (the page would build the same trainer)."""
+    if not _started.is_set():
+        return None
+    _built.wait()
+    try:
+        runner = _offered.pop()
+    except IndexError:  # claimed already, or the preload failed
+        return None
+    if runner.config != config or runner.closed:
+        runner.close(wait=False)
+        return None
+    runner.session_id = session_id
+    runner.touch()
+    return runner
 
 
 def start_preload() -> threading.Thread:
@@ -51,6 +89,7 @@ def start_preload() -> threading.Thread:
     from .shutdown import track
 
     thread = threading.Thread(target=warm_default, name="twnn-preload", daemon=True)
+    _started.set()
     track(thread)
     thread.start()
     return thread

@@ -165,3 +165,21 @@ def test_non_finite_gradient_step_is_skipped_and_reported():
     assert not np.array_equal(np.asarray(new.key), np.asarray(poisoned.key))
     after, metrics = trainer.step(state, live)  # from healthy parameters the next step goes through
     assert not summarize(metrics)["skipped"] and not _leaves_equal(after.params, state.params)
+
+
+def test_digits_are_scikit_learns_without_importing_it():
+    """The digits task reads the file scikit-learn ships (no scikit-learn import on the dashboard's first page),
+    and gets exactly `load_digits()`'s pixels and labels."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from twnn_jax.tasks.digits import digits_data
+
+    pixels, labels = digits_data()
+    reference = load_digits()
+    np.testing.assert_array_equal(pixels, reference.data)
+    np.testing.assert_array_equal(labels, reference.target)
+    check = "import sys; from twnn_jax.tasks.digits import digits_data; digits_data(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -11,7 +11,6 @@ sample. Numbers in, dicts out; no JAX, no Streamlit.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from .figures import base_figure
 
@@ -47,6 +46,10 @@ def spearman(iters, score) -> float | None:
     a, b = a[ok], b[ok]
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
+    from scipy.stats import spearmanr  # here, not at the top: importing SciPy's statistics takes ~0.6 s, which
+    # the dashboard's first page would otherwise wait for before its first chart (`twnn dashboard`'s preload
+    # imports it in the background)
+
     return float(spearmanr(a, b).statistic)
 
 

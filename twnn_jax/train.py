@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -318,6 +319,10 @@ def _built_trainer(structure: TrainConfig) -> Trainer:
     return build_trainer(structure)
 
 
+_building = threading.RLock()  # one build at a time: two threads asking for the same new trainer (the dashboard's
+# preload and its first page) get one build, not two racing ones (lru_cache alone lets both build)
+
+
 def trainer_for(config: TrainConfig) -> Trainer:
     """`build_trainer(config)`, built once per process for configs that differ only in seed and live controls.
 
@@ -327,7 +332,8 @@ def trainer_for(config: TrainConfig) -> Trainer:
     """
     for name in LiveControls._fields:
         check_value(name, getattr(config, name))
-    return _built_trainer(structure_of(config))._replace(config=config)
+    with _building:
+        return _built_trainer(structure_of(config))._replace(config=config)
 
 
 def structure_of(config: TrainConfig) -> TrainConfig:
