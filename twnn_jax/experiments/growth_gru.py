@@ -22,7 +22,6 @@ from .growth_wormhole import (
     claims_table,
     grown_size_figure,
     provenance,
-    run_names,
     runs_table,
     summarize,
     train_runs,
@@ -33,7 +32,6 @@ FIXED_SIZES = (2, 4, 8, 16)  # units per layer
 LR, BATCH = 5e-3, 32  # the long-range experiment's
 FULL = {"steps": 1500, "every": 100, "seeds": 3, "lengths": [10, 25, 50]}
 QUICK = {"steps": 20, "every": 10, "seeds": 2, "lengths": [4, 6]}
-FIGURES = ("eval_mse", "accuracy")  # judge's
 
 
 def judge(trainer, live):
@@ -49,7 +47,7 @@ def judge(trainer, live):
 def train_length(seq_len: int, seeds: int, steps: int, every: int) -> dict:
     """Every run of one length for every seed: {run name: [per seed: curves and final figures]}."""
     cfg = TrainConfig(task="adding", model="wormhole_gru", seq_len=seq_len, hidden=MAX_UNITS, batch_size=BATCH, lr=LR)
-    return dict(zip(run_names(FIXED_SIZES), train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, judge)))
+    return train_runs(cfg, FIXED_SIZES, seeds, steps, every, judge)
 
 
 def verdicts(s: dict, runs: dict) -> dict:
@@ -81,7 +79,7 @@ def run_part(quick: bool, seeds: int | None) -> dict:
     runs = {}
     for t in tqdm(plan["lengths"], desc="growth, wormhole GRU part", unit="length", dynamic_ncols=True):
         runs[f"adding-{t}"] = train_length(t, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs, FIGURES)
+    summary = summarize(runs)
     return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "lr": LR, "batch_size": BATCH},
             "summary": summary, "verdicts": verdicts(summary, runs), "runs": runs}
 

@@ -28,15 +28,16 @@ FULL = {"steps": 8_000, "every": 200, "seeds": 4}  # ~10 min of the loaded 2-cor
 QUICK = {"steps": 40, "every": 20, "seeds": 2}
 
 
-def run_names(fixed_sizes) -> list[str]:
-    return ["grown"] + [f"fixed-{n}" for n in fixed_sizes]
+CURVES = ("loss", "size", "added", "deleted")  # what `train_runs` records of every run besides the judge's figures
 
 
-def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judge) -> list[list[dict]]:
+def train_runs(cfg: TrainConfig, fixed_sizes, seeds: int, steps: int, every: int, judge) -> dict[str, list[dict]]:
     """Every run of one growing config for every seed, vmapped: a net grown from one unit per growing layer
-    (`sizes[0]` must be 1) and fixed nets of `sizes[1:]` units per growing layer (the rule off), all in one compiled
-    function. Returns, per size and then per seed: the loss (mean per block of `every` steps), size and units
-    added / deleted, and the final figures `judge` measures ((trainer, live) -> params -> {figure name: value})."""
+    ("grown") and fixed nets of `fixed_sizes` units per growing layer ("fixed-N", the rule off), all in one compiled
+    function. Returns, per run name and then per seed: the loss (mean per block of `every` steps), size and units
+    added / deleted (`CURVES`), and the final figures `judge` measures ((trainer, live) -> params -> {figure name:
+    value})."""
+    names, sizes = ["grown"] + [f"fixed-{n}" for n in fixed_sizes], (1, *fixed_sizes)
     trainer = trainer_for(cfg)
     live = live_controls(cfg)
     step = wg.growing_step(trainer)
@@ -57,9 +58,9 @@ def train_runs(cfg: TrainConfig, sizes, seeds: int, steps: int, every: int, judg
     states, rows = jax.device_get(train_all(states, grow))
     finals = {name: np.asarray(v) for name, v in
               jax.device_get(jax.jit(jax.vmap(judge(trainer, live)))(states.params)).items()}
-    out = [[] for _ in sizes]
+    out = {name: [] for name in names}
     for r in range(len(sizes) * seeds):
-        out[r % len(sizes)].append({
+        out[names[r % len(sizes)]].append({
             "loss": rows["loss"][:, r].tolist(), "size": rows["size"][:, r].tolist(),
             "added": int(np.sum(rows["added"][:, r])), "deleted": int(np.sum(rows["deleted"][:, r])),
             **{name: float(v[r]) for name, v in finals.items()}})
@@ -71,13 +72,10 @@ def sine_judge(trainer, live):
     return lambda p: {"eval_mse": trainer.evaluate(p, live)["loss"], "free_rmse": trainer.generate(p, live)["rmse"]}
 
 
-SINE_FIGURES = ("eval_mse", "free_rmse")  # sine_judge's
-
-
 def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
     """Every run of one sine task for every seed: {run name: [per seed: curves and final figures]}."""
     cfg = TrainConfig(task="sine", n_freqs=n_freqs, hidden=MAX_UNITS)
-    return dict(zip(run_names(FIXED_SIZES), train_runs(cfg, (1, *FIXED_SIZES), seeds, steps, every, sine_judge)))
+    return train_runs(cfg, FIXED_SIZES, seeds, steps, every, sine_judge)
 
 
 def _stats(values) -> dict:
@@ -85,12 +83,13 @@ def _stats(values) -> dict:
     return {"mean": float(np.mean(a)), "std": float(np.std(a)), "values": a.tolist()}
 
 
-def summarize(runs: dict, figures: tuple[str, ...]) -> dict:
-    """Per task and run name: final size, tail training loss and the judge's `figures` (mean, std, per seed)."""
+def summarize(runs: dict) -> dict:
+    """Per task and run name: final size, tail training loss and the judge's figures (mean, std, per seed)."""
     out = {}
     for task, by_name in runs.items():
         out[task] = {}
         for name, per_seed in by_name.items():
+            figures = [k for k in per_seed[0] if k not in CURVES]  # the judge's, in its order
             tail = [float(np.mean(r["loss"][-max(1, len(r["loss"]) // 10):])) for r in per_seed]
             out[task][name] = {"final_size": _stats([r["size"][-1] for r in per_seed]), "train_loss": _stats(tail),
                                **{f: _stats([r[f] for r in per_seed]) for f in figures},
@@ -124,7 +123,7 @@ def run_part(quick: bool, seeds: int | None) -> dict:
     runs = {}
     for k in tqdm(N_FREQS, desc="growth, wormhole part", unit="task", dynamic_ncols=True):
         runs[f"sine-{k}"] = train_task(k, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs, SINE_FIGURES)
+    summary = summarize(runs)
     return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "n_freqs": list(N_FREQS),
                      "lr": TrainConfig.lr, "batch_size": TrainConfig.batch_size},
             "summary": summary, "verdicts": verdicts(summary), "runs": runs}
