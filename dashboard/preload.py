@@ -34,20 +34,26 @@ def default_config():
 
 def warm_default() -> None:
     """Build and compile what the default page calls first (`Runner.first_page_calls`: the evaluation, the
-    generation, the contraction estimate, the network views' settling trace), then the training loop, with a
-    runner of the default config that is then dropped. Errors are left to the page, which reports them."""
-    from .cpu_threads import start_jax_on_one_core
-
-    start_jax_on_one_core()
-    from .session import Runner
-
+    generation, the contraction estimate, the network views' settling trace) with a runner of the default
+    config, offered to the first page (`claim`); then, once that page has shown, the training loop. Errors
+    are left to the page, which builds the same things again and reports them."""
     _started.set()
+    runner = None
     try:
-        try:
-            runner = Runner(default_config(), warm_up=False)  # builds the trainer (the shared cache) and its state
-            _offered.append(runner)
-        finally:
-            _built.set()
+        from .cpu_threads import start_jax_on_one_core
+
+        start_jax_on_one_core()
+        from .session import Runner
+
+        runner = Runner(default_config(), warm_up=False)  # builds the trainer (the shared cache) and its state
+        _offered.append(runner)
+    except Exception:  # noqa: BLE001 - the page reports it
+        logger.debug("preloading the default page failed", exc_info=True)
+    finally:
+        _built.set()  # on every path: a page waiting in `claim` goes on
+    if runner is None:
+        return
+    try:
         for call in runner.first_page_calls():  # what the first view shows, first
             if runner.closed:  # declined by a page with other settings, or the process is exiting
                 return
@@ -56,7 +62,7 @@ def warm_default() -> None:
         # the interpreter lock from the first page in turns: wait until that page has shown (or for no page).
         _page_shown.wait(TRAINING_WAITS_S)
         runner.compile_training()
-    except Exception:  # noqa: BLE001 - the page builds the same things again and reports what fails
+    except Exception:  # noqa: BLE001 - the page computes the same things again and reports what fails
         logger.debug("preloading the default page failed", exc_info=True)
 
 

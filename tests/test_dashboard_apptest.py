@@ -497,3 +497,44 @@ def test_the_repl_check_the_app_skips_is_streamlits():
 
     assert "_use_warning_has_been_displayed" in inspect.getsource(dg._maybe_print_use_warning)
     assert "is_repl" in inspect.getsource(dg._maybe_print_use_warning)
+
+
+def _fresh_preload(monkeypatch):
+    """dashboard/preload.py with its offer and events as in a process that has just started a preload."""
+    import threading
+
+    from twnn_dashboard import preload
+
+    for name in ("_built", "_started", "_page_shown"):
+        monkeypatch.setattr(preload, name, threading.Event())
+    monkeypatch.setattr(preload, "_offered", [])
+    preload._started.set()
+    return preload
+
+
+def test_a_page_with_other_settings_declines_the_preloaded_runner(monkeypatch):
+    """The preload's runner goes to the first page only if it has the default settings; another page closes it
+    (no run is left training for nobody), and no later page is offered it."""
+    from types import SimpleNamespace
+
+    preload = _fresh_preload(monkeypatch)
+    closed = []
+    offered = SimpleNamespace(config=preload.default_config(), closed=False, close=lambda wait: closed.append(wait))
+    preload._offered.append(offered)
+    preload._built.set()
+    assert preload.claim(session.make_config(task="sine"), "page 1") is None
+    assert closed == [False]
+    assert preload.claim(preload.default_config(), "page 2") is None
+
+
+def test_a_preload_that_fails_leaves_the_page_to_build_its_own(monkeypatch):
+    """A failing preload never keeps a page waiting in `claim`: the page gets None and builds its runner."""
+    preload = _fresh_preload(monkeypatch)
+
+    def broken():
+        raise RuntimeError("no defaults")
+
+    monkeypatch.setattr(preload, "default_config", broken)
+    preload.warm_default()
+    assert preload._built.is_set() and preload._offered == []
+    assert preload.claim(session.make_config(task="sine"), "page") is None
