@@ -1,4 +1,5 @@
-"""The "Network size" section: a growing net (seed 003, `grow` on) live, its size over training and its neurons.
+"""The "Network size" section: a growing net (seed 003, `grow` on or wormholes) live, its size over training and its
+neurons (or its number of wormholes).
 
 Drawn with the live charts (a part of panels.render_charts: it redraws in place while training, and the
 HTML export includes it) from the run's history (`size`, `added`, `deleted` per step, written by the growth
@@ -29,12 +30,17 @@ EXPLAIN = {
              "of its outgoing weights) is above the threshold, orange when at or below it, so the rule may delete "
              "it; a grey ring is a free slot. Dots appear and vanish as the net grows and prunes itself. **Try:** "
              "hover a neuron for its score; Step a few times and watch an orange one go or a new one come.",
+    "wormholes": "**What you see:** how many wormholes the network has, step by step: it starts from one (last layer "
+                 "to first) of the six its three layers can have, and after every step the paper's rule may open a "
+                 "new one or close one whose weights have shrunk below the threshold (green and red marks: the "
+                 "count went up or down). **Try:** sine with 1 and 3 frequencies; watch the Network view's arcs "
+                 "appear as wormholes open.",
 }
 
 
 def applies(runner: Runner) -> bool:
-    """The run grows (the `grow` setting on)."""
-    return runner.config.grow == "on"
+    """The run grows (the `grow` setting on, or wormholes)."""
+    return runner.config.grow != "off"
 
 
 def figures(runner: Runner, snap: dict) -> dict:
@@ -42,6 +48,10 @@ def figures(runner: Runner, snap: dict) -> dict:
     if not applies(runner):
         return {}
     per_step = "one 40-symbol cycle each" if runner.config.task in BRACKET_TASKS else "one batch each"
+    if runner.config.grow == "wormholes":
+        return {"size": growth_figures.size_figure(
+            snap["history"], max_size=len(runner.trainer.model.spec.wormholes), title="Active wormholes per step",
+            xtitle=f"training step ({per_step})", what="wormholes")}
     figs = {"size": growth_figures.size_figure(snap["history"], max_size=runner.config.hidden,
                                                xtitle=f"training step ({per_step})")}
     units = runner.units()
@@ -60,4 +70,5 @@ def render(figs: dict) -> None:
         if name in figs:
             with column:
                 live_chart.show(figs[name], key=CHART_KEYS[name])
-                st.caption(EXPLAIN[name])
+                wormholes = name == "size" and figs[name]["layout"].get("meta", {}).get("what") == "wormholes"
+                st.caption(EXPLAIN["wormholes" if wormholes else name])

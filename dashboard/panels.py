@@ -97,9 +97,15 @@ def render_readout(runner: Runner, snap: dict) -> None:
                    "solve reached its tolerance before max_iter (–: the model has no fixed point).")
     if growth_view.applies(runner):
         size = last.get("size")
-        cols[5].metric("Neurons", size if size is not None else "–",
-                       help=f"Active neurons after the latest step (of {runner.config.hidden} slots): the network "
-                       "grows and prunes itself by seed 003's rule.")
+        if runner.config.grow == "wormholes":
+            cols[5].metric("Wormholes", size if size is not None else "–",
+                           help=f"Active wormholes after the latest step (of "
+                           f"{len(runner.trainer.model.spec.wormholes)} slots): the network opens and closes "
+                           "wormholes by seed 003's rule.")
+        else:
+            cols[5].metric("Neurons", size if size is not None else "–",
+                           help=f"Active neurons after the latest step (of {runner.config.hidden} slots): the network "
+                           "grows and prunes itself by seed 003's rule.")
     else:
         cols[5].metric("‖J‖", _short(contraction) if contraction is not None else "–",
                        help="Power-iteration estimate of the Jacobian norm of one sweep at the fixed point (largest "

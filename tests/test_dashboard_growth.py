@@ -225,3 +225,25 @@ def test_a_growing_wormhole_gru_on_adding_shows_its_size():
     assert specs["network"]["layout"]["meta"]["free_slots"] == 2 * (slots - size["last_size"]) > 0
     labels = [a["text"] for a in specs["network"]["layout"]["annotations"]]
     assert any(t.startswith("<b>L1</b><br>") and f" of {r.config.hidden}" in t for t in labels), labels
+
+
+@pytest.mark.unit
+def test_a_net_growing_its_wormholes_shows_their_count():
+    """grow=wormholes (the wormhole model's 6 candidate wormholes, `twnn_jax.wormhole_growth.holes_of`): the page
+    offers it, the size chart counts wormholes out of 6, the readout says so, and the network view draws only the
+    open ones' gates."""
+    at = new_app(task="sine", model="wormhole", grow="wormholes")
+    r = runner_of(at)
+    assert (r.config.grow, r.trainer.model.kind) == ("wormholes", "wormhole") and r.units() is None
+    assert _shown(at)["grow"].value == "wormholes"
+    click_step(at)
+    assert r.step(400) == 400
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    specs = charts(at)
+    assert {"size", "convergence", "network"} <= set(specs)
+    size = specs["size"]["layout"]["meta"]
+    assert (size["what"], size["max_size"], size["steps"]) == ("wormholes", 6, 401)
+    assert size["ups"] >= 1 and size["last_size"] == int(metric(at, "Wormholes"))
+    assert size["last_size"] == int(r.state.params["seg"]["holes_active"].sum())
+    assert "wormholes" in specs["size"]["layout"]["yaxis"]["title"]["text"]

@@ -175,3 +175,134 @@ def test_experiment_growth_wormhole_part_quick(tmp_path, capsys):
     assert "## Growth for wormhole networks" in text and "| sine-3 | grown |" in text
     assert cli.main(["experiment", "paper", "--part", "wormhole", "--out", str(tmp_path)]) == 2
     assert "--part is for the growth experiment" in capsys.readouterr().err
+
+
+# ---- the number of wormholes grows (grow=wormholes) -----------------------------------------------------------
+def _holes_trainer(**over):
+    cfg = TrainConfig(task="sine", model="wormhole", grow="wormholes", hidden=6, **over)
+    return build_trainer(cfg, rule=False), cfg
+
+
+def test_inactive_wormholes_carry_nothing_and_get_no_gradient():
+    """An inactive wormhole's gate is 0 whatever its weights, the fixed point is the one of the net without it, and
+    no gradient reaches its weights; a step (rule off) keeps them and their Adam moments at 0."""
+    from twnn_jax.models import every_wormhole
+
+    trainer, cfg = _holes_trainer()
+    model = trainer.model
+    assert model.spec.wormholes == every_wormhole() and len(every_wormhole()) == 6
+    state = wg.init_growing(trainer, 0, size=6)
+    on = jnp.asarray([1, 0, 1, 0, 0, 1], jnp.float32)
+    params = {**state.params, "seg": {**state.params["seg"], "holes_active": on}}
+    params = jax.tree.map(lambda a, m: a * m, params, wg.hole_mask(params))
+    moved = jax.tree.map(lambda a, m: (a + 0.3) * m, params, wg.hole_mask(params))  # trained away from 0
+    params = {**moved, "seg": {**moved["seg"], "holes_active": on}}
+    live = live_controls(cfg, gate=2.0)
+    settings = solve_settings(cfg, live)
+    x, y = trainer.task.sample(jax.random.PRNGKey(1), 3)
+    z, stats, g = jax.jit(jax.vmap(lambda xi: model.solve(params, xi, live.gate, settings)))(x)
+    assert bool(jnp.all(stats.converged))
+    assert np.all(np.asarray(g)[:, np.asarray(on) == 0] == 0.0) and np.all(np.asarray(g)[:, np.asarray(on) == 1] > 0)
+    # the same fixed point as a net built with only the active wormholes
+    from twnn_jax.wormhole import SegmentSpec, solve_segment
+
+    kept = [k for k in range(6) if on[k] == 1]
+    spec = SegmentSpec(model.spec.n_in, model.spec.widths, tuple(model.spec.wormholes[k] for k in kept))
+    seg = {"layers": params["seg"]["layers"], "holes": [params["seg"]["holes"][k] for k in kept]}
+    z_only, _, _ = jax.vmap(lambda xi: solve_segment(seg, xi, live.gate, spec, settings))(x)
+    for a, b in zip(z, z_only):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+    def loss(p):
+        out, _, _ = jax.vmap(lambda xi, pi: model.apply(p, xi, live.gate, settings, pi))(x, backward_probe((3,), 0))
+        return trainer.task.loss(out, y)[0]
+
+    grads = jax.jit(jax.grad(loss))(params)
+    for k in range(6):
+        norm = max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(grads["seg"]["holes"][k]))
+        assert (norm == 0.0) == (on[k] == 0), (k, norm)
+    assert float(jnp.max(jnp.abs(grads["seg"]["holes_active"]))) == 0.0  # the mask is not trained
+    step = jax.jit(wg.growing_step(trainer))
+    st = state._replace(params=params)
+    for _ in range(3):
+        st, metrics = step(st, live, False)
+    assert int(metrics["size"]) == 3 and int(metrics["added"]) == 0
+    mu = st.opt_state.inner_state[-1][0].mu
+    for k in (1, 3, 4):
+        assert float(jnp.max(jnp.abs(st.params["seg"]["holes"][k]["v"]))) == 0.0
+        assert float(jnp.max(jnp.abs(mu["seg"]["holes"][k]["v"]))) == 0.0
+    assert float(jnp.max(jnp.abs(mu["seg"]["holes"][0]["v"]))) > 0
+
+
+def test_new_wormhole_starts_just_under_the_threshold_with_its_gate_closed_to_learning():
+    trainer, _ = _holes_trainer()
+    params = wg.init_growing(trainer, 0, size=1).params
+    assert params["seg"]["holes_active"].tolist() == [1, 0, 0, 0, 0, 0]
+    new = wg.add_hole(jax.random.PRNGKey(3), params, jnp.int32(1), jnp.array(True))
+    assert new["seg"]["holes_active"].tolist() == [1, 1, 0, 0, 0, 0]
+    s = wg.hole_scores(new)
+    np.testing.assert_allclose(float(s[1]), 0.5 * growth.THRESHOLD, rtol=1e-5)  # columns' mean L1 norm
+    assert float(s[2]) == 0.0 and float(s[0]) > growth.THRESHOLD
+    assert float(jnp.max(jnp.abs(new["seg"]["holes"][1]["q"]))) == 0.0 and float(new["seg"]["holes"][1]["d"]) == 0.0
+    same = wg.add_hole(jax.random.PRNGKey(3), params, jnp.int32(1), jnp.array(False))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), same, params))
+
+
+def test_wormholes_grow_and_never_recompile():
+    trainer = trainer_for(TrainConfig(task="sine", model="wormhole", grow="wormholes", hidden=8))
+    live = live_controls(trainer.config)
+    state = trainer.init(0)
+    assert state.params["seg"]["holes_active"].tolist() == [1, 0, 0, 0, 0, 0]
+    sizes = []
+    for i in range(4):
+        state, out = trainer.run(state, live, 200)
+        sizes += jax.device_get(out["rows"])["size"][: int(out["count"])].tolist()
+        if i == 0:
+            compiled = trainer.run._cache_size()
+    assert trainer.run._cache_size() == compiled  # the count changed, the compiled loop did not
+    assert sizes[0] == 1 and sizes[-1] > 1 and len(set(sizes)) > 2, sizes
+    assert int(jnp.sum(state.params["seg"]["holes_active"])) == sizes[-1]
+    ev = trainer.evaluate(state.params, live)
+    assert np.isfinite(float(ev["loss"]))
+
+
+def test_wormhole_growth_needs_the_wormhole_model():
+    for cfg in (TrainConfig(task="sine", grow="wormholes"), TrainConfig(task="digits", grow="wormholes"),
+                TrainConfig(task="brackets-easy", grow="wormholes")):
+        with pytest.raises(ValueError, match="grow=wormholes needs the model wormhole"):
+            build_trainer(cfg)
+
+
+@pytest.mark.e2e
+def test_cli_train_sine_growing_wormholes(tmp_path, capsys):
+    from twnn_jax import cli
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", "sine", "--model", "wormhole", "--grow", "wormholes", "--hidden", "6",
+                     "--steps", "300", "--quiet", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["size"], int) and 1 <= r["size"] <= 6 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grows"] == "wormholes" and summary["final_size"] == rows[-1]["size"]
+    assert "wormholes at the end" in capsys.readouterr().out
+
+
+@pytest.mark.e2e
+def test_experiment_growth_holes_part_quick(tmp_path):
+    from twnn_jax import cli
+    from twnn_jax.experiments.growth import PARTS
+    from twnn_jax.experiments.growth_holes import FIXED_COUNTS, QUICK
+
+    parser_parts = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["experiment"]._actions
+                        if a.dest == "part").choices
+    assert list(parser_parts) == list(PARTS)  # the CLI offers every part
+    assert cli.main(["experiment", "growth", "--part", "holes", "--quick", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "experiment" / "growth"
+    part = json.loads((folder / "results.json").read_text())["holes"]
+    assert set(part["summary"]) == {"sine-1", "sine-2", "sine-3"}
+    for by_name in part["runs"].values():
+        assert list(by_name) == ["grown"] + [f"fixed-{n}" for n in FIXED_COUNTS]
+        for n in FIXED_COUNTS:
+            assert all(r["size"] == [n] * (QUICK["steps"] // QUICK["every"]) for r in by_name[f"fixed-{n}"])
+    text = (folder / "RESULTS.md").read_text()
+    assert "## Growth of the number of wormholes" in text and (folder / "growth_holes_size.html").is_file()

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
     exp.add_argument("--seeds", type=_count_type("seeds", 1, 1000), default=None, help="number of seeds")
-    exp.add_argument("--part", choices=["brackets", "wormhole", "gru"], default=None,
+    exp.add_argument("--part", choices=["brackets", "wormhole", "gru", "holes"], default=None,
                      help="growth only: run this part alone, keeping the others' earlier results")
     exp.add_argument("--check", action="store_true",
                      help="run nothing: say whether OUT/experiment/results.json is current (exit 1 if code changed)")

@@ -26,10 +26,10 @@ FREE_COLOR = "#c7c7c7"
 
 
 def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active neurons per step",
-                xtitle: str = "training step") -> dict:
-    """Active neurons per training step (a step line), with the steps where the size went up (green) or down
-    (red) since the previous row of `history` (a thinned history marks the net change between its rows);
-    the number of slots (`max_size`) in the title."""
+                xtitle: str = "training step", what: str = "neurons") -> dict:
+    """Active neurons (or what grows: `what`) per training step (a step line), with the steps where the size
+    went up (green) or down (red) since the previous row of `history` (a thinned history marks the net change
+    between its rows); the number of slots (`max_size`) in the title."""
     traces: list = []
     layout: dict = {"yaxis": {"rangemode": "tozero"}}
     rows = [h for h in history if h.get("size") is not None]
@@ -39,7 +39,7 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active 
     else:
         steps, size = history_column(rows, "step"), history_column(rows, "size")
         idx = thin_indices(n)
-        traces.append(scatter_trace(steps[idx], size[idx], mode="lines", name="active neurons",
+        traces.append(scatter_trace(steps[idx], size[idx], mode="lines", name=f"active {what}",
                                line={"color": FWD_COLOR, "width": 2.5, "shape": "hv"}))
         change = np.diff(size, prepend=size[0])
         for up, color, symbol, label in ((True, ADD_COLOR, "triangle-up", "size up"),
@@ -50,11 +50,11 @@ def size_figure(history: Sequence[dict], *, max_size: int, title: str = "Active 
                 traces.append(scatter_trace(steps[events], size[events], mode="markers", name=label,
                                        marker={"symbol": symbol, "color": color, "size": 8}))
     last = rows[-1] if n else {}
-    meta = {"kind": "size", "steps": n, "last_step": last.get("step"), "last_size": last.get("size"),
+    meta = {"kind": "size", "what": what, "steps": n, "last_step": last.get("step"), "last_size": last.get("size"),
             "max_size": int(max_size),
             "sizes_seen": sorted({int(h["size"]) for h in rows}) if n else [],
             "ups": int(np.sum(change > 0)) if n else 0, "downs": int(np.sum(change < 0)) if n else 0}
-    return base_figure(traces, f"{title} (of {max_size} slots)", xtitle, "active neurons", layout=layout, meta=meta)
+    return base_figure(traces, f"{title} (of {max_size} slots)", xtitle, f"active {what}", layout=layout, meta=meta)
 
 
 def units_figure(active, score, *, threshold: float, title: str = "Neurons") -> dict:

@@ -80,7 +80,16 @@ def over_time(stats: FixStats) -> FixStats:
     )
 
 
-def wormhole_classifier(n_in, n_out, hidden=64, layers=3, wormholes=None) -> Model:
+WORMHOLE_LAYERS = 3  # the wormhole model's layers
+
+
+def every_wormhole(layers: int = WORMHOLE_LAYERS) -> tuple[tuple[int, int], ...]:
+    """Every wormhole (j, i), i <= j, that a segment of `layers` layers can have, longest first (the wormhole
+    model's own, last to first, leads): what a wormhole net whose wormholes grow (grow=wormholes) chooses from."""
+    return tuple(sorted(((j, i) for j in range(layers) for i in range(j + 1)), key=lambda h: (h[1] - h[0], h[1])))
+
+
+def wormhole_classifier(n_in, n_out, hidden=64, layers=WORMHOLE_LAYERS, wormholes=None) -> Model:
     wormholes = tuple(wormholes) if wormholes is not None else ((layers - 1, 0),)
     spec = SegmentSpec(n_in=n_in, widths=(hidden,) * layers, wormholes=wormholes)
 
@@ -230,8 +239,8 @@ def gru(n_in, n_out, hidden=32) -> Model:
     return Model("gru", init, apply, 0, False)
 
 
-def build_model(kind: str, task, hidden: int, depth: int = 4) -> Model:
-    """The model of `kind` sized for `task`."""
+def build_model(kind: str, task, hidden: int, depth: int = 4, wormholes=None) -> Model:
+    """The model of `kind` sized for `task`; `wormholes`: the wormhole model's (None: its one, last to first)."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}, got {kind!r}")
     sequence_kinds = ("wormhole_rnn", "gru", "wormhole_gru", "lstm")
@@ -241,7 +250,7 @@ def build_model(kind: str, task, hidden: int, depth: int = 4) -> Model:
     if kind == "small" and task.n_out != 1:
         raise ValueError("model 'small' has one sigmoid output; it fits the sine task")
     if kind == "wormhole":
-        return wormhole_classifier(task.n_in, task.n_out, hidden)
+        return wormhole_classifier(task.n_in, task.n_out, hidden, wormholes=wormholes)
     if kind == "resnet_fp":
         return resnet_fp(task.n_in, task.n_out, hidden)
     if kind == "resnet_plain":

@@ -64,9 +64,14 @@ def arc_color(balance: float) -> str:
     return "rgb({:.0f},{:.0f},{:.0f})".format(*c)
 
 
+SELF_LOOP_WIDTH = 0.05  # half the width of a wormhole from a layer to itself (a loop over its column)
+
+
 def _arc(x0: float, x1: float, y: float, height: float, n: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    """A quadratic Bezier from (x0, y) over the top to (x1, y)."""
+    """A quadratic Bezier from (x0, y) over the top to (x1, y); a loop over the column where x0 == x1."""
     t = np.linspace(0.0, 1.0, n)
+    if x0 == x1:
+        return x0 + SELF_LOOP_WIDTH * np.sin(2 * np.pi * t), y + height * np.sin(np.pi * t)
     xm, ym = (x0 + x1) / 2, y + height
     return ((1 - t) ** 2 * x0 + 2 * (1 - t) * t * xm + t ** 2 * x1,
             (1 - t) ** 2 * y + 2 * (1 - t) * t * ym + t ** 2 * y)

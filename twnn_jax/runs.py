@@ -310,7 +310,7 @@ def train_run(run: Run, steps: int, *, checkpoint_every: int = 100, progress: bo
     if history and "size" in history[-1]:  # a growing net (twnn_jax.growth): its final size figures
         from .growth import size_summary
 
-        summary.update(size_summary(history))
+        summary.update(size_summary(history), grows="wormholes" if config.grow == "wormholes" else "neurons")
     write_atomic(out / SUMMARY_FILE, (dumps_strict(summary, indent=2) + "\n").encode())
     from .report import write_report
 
@@ -331,7 +331,8 @@ def summary_text(s: dict, out: Path) -> str:
         f"forward converged {s['eval_converged_frac']:.1%}",
     ]
     if "final_size" in s:
-        lines.append(f"  network size: {s['final_size']} neurons at the end (between {s['min_size']} and "
+        lines.append(f"  network size: {s['final_size']} {s.get('grows', 'neurons')} at the end "
+                     f"(between {s['min_size']} and "
                      f"{s['max_size']}; "
                      f"{s['neurons_added']} added, {s['neurons_deleted']} deleted)")
     if "sine_free_running_rmse" in s:

@@ -147,8 +147,9 @@ DECLARATION: tuple[Setting, ...] = (
             "twnn surrogate).", "Surrogate width", low=1, high=4096, log=True),
     Setting("grow", str, "off", "brackets tasks (seed 003's tanh RNN), and the models small (sine's), wormhole and "
             "wormhole_gru: on, start from one neuron (per hidden layer) and add and delete neurons by the paper's "
-            "rule, up to `hidden`; off, a fixed net of `hidden` neurons.", "Grow",
-            choices=("off", "on"), dashboard=True),
+            "rule, up to `hidden`; off, a fixed net of `hidden` neurons. wormholes (model wormhole): every wormhole "
+            "its 3 layers can have (6) is a slot, and the same rule adds and deletes wormholes, starting from one.",
+            "Grow", choices=("off", "on", "wormholes"), dashboard=True),
 )
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in DECLARATION}
@@ -291,6 +292,9 @@ def check_config(cfg) -> None:
         raise ValueError(f"grow must be off for the {cfg.task} task with model {cfg.model or DEFAULT_MODEL[cfg.task]}; "
                          f"growth (seed 003) is for brackets-easy, brackets-hard and the models "
                          f"{', '.join(GROWABLE_MODELS[:-1])} and {GROWABLE_MODELS[-1]} (sine's own model is small)")
+    if cfg.grow == "wormholes" and (cfg.task in BRACKET_TASKS or cfg.model != "wormhole"):
+        what = "seed 003's tanh RNN" if cfg.task in BRACKET_TASKS else f"model {cfg.model or DEFAULT_MODEL[cfg.task]}"
+        raise ValueError(f"grow=wormholes needs the model wormhole (its wormholes are the slots), not {what}")
     if cfg.task in BRACKET_TASKS and cfg.model is not None:
         raise ValueError(f"model must be none for the {cfg.task} task: it trains seed 003's tanh RNN")
     if cfg.task in BRACKET_TASKS and cfg.warm_start is not None:

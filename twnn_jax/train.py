@@ -34,7 +34,7 @@ import optax
 
 from . import warm as warm_start
 from ._backward_stats import backward_probe, value_and_grad_with_stats
-from .models import DEFAULT_MODEL, Model, build_model
+from .models import DEFAULT_MODEL, Model, build_model, every_wormhole
 from .settings import (  # noqa: F401 - re-exported: the config and live-control names live in settings.py
     CHOICES,
     LIVE,
@@ -119,16 +119,19 @@ def solve_settings(cfg: TrainConfig, live: LiveControls) -> SolveSettings:
     )
 
 
-def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
+def build_trainer(cfg: TrainConfig, *, batch_sharding=None, rule: bool = True) -> Trainer:
     """`batch_sharding` (a `jax.sharding.Sharding` of a batch's leading axis): split every training batch over
-    devices as it says, data-parallel (twnn_jax.data_parallel); None: wherever the state lives."""
+    devices as it says, data-parallel (twnn_jax.data_parallel); None: wherever the state lives. `rule` False: a
+    growing config's trainer without the add/delete rule (its model as it grows: with grow=wormholes, every
+    candidate wormhole), for callers that apply `wormhole_growth.growing_step` themselves."""
     check_config(cfg)
     if cfg.task in BRACKET_TASKS:  # seed 003's tanh RNN, fixed or growing
         from .growth import build_growth_trainer
 
         return build_growth_trainer(cfg)
     task = build_task(cfg)
-    model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth)
+    model = build_model(cfg.model or DEFAULT_MODEL[cfg.task], task, cfg.hidden, cfg.depth,
+                        wormholes=every_wormhole() if cfg.grow == "wormholes" else None)
     opt = optimizer_for(cfg.clip_norm)
     capacity = cfg.trajectory
     warm = cfg.warm_start == "surrogate"
@@ -269,7 +272,7 @@ def build_trainer(cfg: TrainConfig, *, batch_sharding=None) -> Trainer:
     init_state._cache_size = init_jit._cache_size
     trainer = Trainer(cfg, task, model, init_state, jax.jit(step), run_steps_of(step), jax.jit(evaluate), generate,
                       contraction)
-    if cfg.grow == "on":  # units of the wormhole net added and deleted by seed 003's rule
+    if cfg.grow != "off" and rule:  # units (or wormholes) of the wormhole net added and deleted by seed 003's rule
         from .wormhole_growth import growing_trainer
 
         return growing_trainer(trainer)

@@ -9,6 +9,8 @@ state settles in one sweep plus the check. Gates open: the net "thinks longer".
 Everything here is for one sample; vmap over a batch for per-sample iteration counts. A segment whose
 params carry `active` (one 0/1 array per layer, twnn_jax.wormhole_growth) multiplies each layer's
 activation by it: its inactive units are 0 in every state, so they take no part and get no gradient.
+One whose params carry `holes_active` (one 0/1 per wormhole) multiplies each wormhole's gate by it: an
+inactive wormhole's gate is 0, it carries nothing and gets no gradient.
 """
 
 from __future__ import annotations
@@ -106,22 +108,29 @@ def bound_holes(params, bound):
 
 
 def _masked_holes(params, spec: SegmentSpec):
-    """A growing segment's wormhole weights times its active masks: no gradient reaches an inactive unit's
-    wormhole weights, not even through the spectral norm of `bounded` (its singular vectors are ~1e-17 there)."""
-    if "active" not in params:
-        return params
-    a = jax.lax.stop_gradient(params["active"])
-    return {**params, "holes": [{**h, "v": h["v"] * a[i][:, None] * a[j][None, :]}
-                                for h, (j, i) in zip(params["holes"], spec.wormholes)]}
+    """A growing segment's wormhole weights times its active masks (units, wormholes): no gradient reaches an
+    inactive unit's or wormhole's weights, not even through the spectral norm of `bounded` (its singular
+    vectors are ~1e-17 there)."""
+    holes = params["holes"]
+    if "active" in params:
+        a = jax.lax.stop_gradient(params["active"])
+        holes = [{**h, "v": h["v"] * a[i][:, None] * a[j][None, :]} for h, (j, i) in zip(holes, spec.wormholes)]
+    if "holes_active" in params:
+        on = jax.lax.stop_gradient(params["holes_active"])
+        holes = [{**h, "v": h["v"] * on[k]} for k, h in enumerate(holes)]
+    return {**params, "holes": holes}
 
 
 def gates(params, spec: SegmentSpec, state, gate_bias):
-    """Gate value of every wormhole for the given state, shape (n_wormholes,)."""
+    """Gate value of every wormhole for the given state, shape (n_wormholes,); 0 for an inactive wormhole."""
     if not spec.wormholes:
         return jnp.zeros((0,))
-    return jnp.stack(
+    g = jnp.stack(
         [jax.nn.sigmoid(h["q"] @ state[j] + h["d"] + gate_bias) for h, (j, _) in zip(params["holes"], spec.wormholes)]
     )
+    if "holes_active" in params:  # a segment whose wormholes grow (twnn_jax.wormhole_growth)
+        g = g * jax.lax.stop_gradient(params["holes_active"])
+    return g
 
 
 def sweep(state, params, x, gate_bias, spec: SegmentSpec, order: str = "layer", spectral_bound=None):

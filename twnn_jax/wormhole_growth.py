@@ -21,6 +21,15 @@ After each ordinary training step (Adam, `twnn_jax.train`):
 
 Choices of ours, not the paper's: Adam instead of the clipped RMSProp step; the L1 step tied to lr; the
 gate weights `q` of a wormhole are not part of the score. A run starts from one unit per growing layer.
+
+The number of wormholes grows by the same rule (grow=wormholes, the `wormhole` model): its segment gets every
+wormhole a segment of its layers can have (`models.every_wormhole`, 6 for 3 layers) and an active mask,
+`params["seg"]["holes_active"]` (one 0/1 per wormhole); an inactive wormhole's gate is 0
+(`twnn_jax.wormhole.gates`) and its weights and Adam moments are kept at 0. The wormholes are then the
+slots of the rule: a wormhole's score is the mean L1 norm of its weight's columns (`hole_scores`), the L1
+step shrinks every wormhole weight, and a new wormhole gets a weight whose columns have L1 norm
+0.5 THRESHOLD (just under the threshold, as a new unit's outgoing column) and a closed-gate start
+(q = 0, d = 0). A run starts from one wormhole, the model's own (last layer to first); units do not grow.
 """
 
 from __future__ import annotations
@@ -64,9 +73,12 @@ class Units(NamedTuple):
     add_unit: Callable  # (key, params, layer, slot, added) -> params
 
 
-def units_of(model) -> Units:
+def units_of(model, grow: str = "on") -> Units:
     """The `Units` of a growable model: this module's functions for a wormhole segment, those of
-    `twnn_jax.wormhole_gru_growth` for the gated wormhole GRU."""
+    `twnn_jax.wormhole_gru_growth` for the gated wormhole GRU; with `grow` "wormholes", the wormholes of the
+    wormhole model as the slots of one group (`holes_of`)."""
+    if grow == "wormholes":
+        return holes_of(model)
     layers = growing_layers(model)
     if model.kind == "wormhole_gru":
         from . import wormhole_gru_growth as gru
@@ -78,6 +90,58 @@ def units_of(model) -> Units:
                  lambda p, size: with_active(p, spec, layers, size), lambda p: unit_mask(p, spec),
                  lambda p, layer: scores(p, spec, layer), lambda p, amount: l1_step(p, spec, layers, amount),
                  lambda key, p, layer, slot, added: add_unit(key, p, spec, layer, slot, added))
+
+
+def holes_of(model) -> Units:
+    """The wormholes of the `wormhole` model as one group of slots for the rule (its "layer" 0)."""
+    if model.kind != "wormhole":
+        raise ValueError(f"the number of wormholes grows on the model wormhole, not {model.kind!r}")
+    return Units((0,), lambda p: [p["seg"]["holes_active"]],
+                 lambda p, a: {**p, "seg": {**p["seg"], "holes_active": a[0]}},
+                 with_holes, hole_mask, lambda p, layer: hole_scores(p), l1_holes,
+                 lambda key, p, layer, slot, added: add_hole(key, p, slot, added))
+
+
+def with_holes(params: dict, count) -> dict:
+    """`params` with `count` (traced) wormholes active, the first of the segment's; the others' weights set to 0."""
+    n = len(params["seg"]["holes"])
+    params = {**params, "seg": {**params["seg"], "holes_active": (jnp.arange(n) < count).astype(jnp.float32)}}
+    return _times(params, hole_mask(params))
+
+
+def hole_mask(params: dict) -> dict:
+    """A tree shaped like `params`: 0 at every weight of an inactive wormhole (v, q, d), else 1."""
+    on = params["seg"]["holes_active"]
+    ones = jax.tree.map(jnp.ones_like, params)
+    ones["seg"]["holes"] = [jax.tree.map(lambda a, k=k: a * on[k], h) for k, h in enumerate(ones["seg"]["holes"])]
+    return ones
+
+
+def hole_scores(params: dict) -> jax.Array:
+    """Per wormhole: the mean L1 norm of its weight's columns (one per source unit); 0 when inactive."""
+    holes = params["seg"]["holes"]
+    return jnp.stack([jnp.sum(jnp.abs(h["v"])) / h["v"].shape[1] for h in holes]) * params["seg"]["holes_active"]
+
+
+def l1_holes(params: dict, amount) -> dict:
+    """Every wormhole weight moved `amount` towards 0 (v - amount sign(v))."""
+    seg = params["seg"]
+    return {**params, "seg": {**seg, "holes": [{**h, "v": h["v"] - amount * jnp.sign(h["v"])} for h in seg["holes"]]}}
+
+
+def add_hole(key, params: dict, slot, added) -> dict:
+    """`params` with wormhole `slot` made active where `added` (traced bool): a weight whose columns have L1 norm
+    0.5 THRESHOLD, a closed-gate start (q = 0, d = 0)."""
+    seg = params["seg"]
+    n = len(seg["holes"])
+    new = (jnp.arange(n) == slot) & added
+    holes = []
+    for k, (h, k_v) in enumerate(zip(seg["holes"], jax.random.split(key, n))):
+        fresh = _l1_scaled(k_v, h["v"].shape, 0.5 * growth.THRESHOLD * h["v"].shape[1], 1.0)
+        holes.append({"v": jnp.where(new[k], fresh, h["v"]), "q": jnp.where(new[k], 0.0, h["q"]),
+                      "d": jnp.where(new[k], 0.0, h["d"])})
+    active = jnp.maximum(seg["holes_active"], new.astype(seg["holes_active"].dtype))
+    return {**params, "seg": {**seg, "holes": holes, "holes_active": active}}
 
 
 def with_active(params: dict, spec, layers, size) -> dict:
@@ -211,22 +275,24 @@ def _optimizer_of(trainer):
 
 
 def init_growing(trainer, seed, size=1):
-    """The TrainState of `trainer` (a plain one, grow off) with an active mask: `size` units (traced) in each
-    growing layer. Pure; jit or vmap it."""
+    """The TrainState of `trainer` (one without the add/delete rule: `build_trainer(cfg, rule=False)`) with an
+    active mask: `size` units (traced) in each growing layer, or `size` wormholes (grow=wormholes). Pure; jit or
+    vmap it."""
     from .train import TrainState
 
     state = trainer.init(seed)
-    params = units_of(trainer.model).with_active(state.params, size)
+    params = units_of(trainer.model, trainer.config.grow).with_active(state.params, size)
     return TrainState(params, _optimizer_of(trainer).init(params), state.step, state.key, state.surrogate)
 
 
 def growing_step(trainer):
-    """`step(state, live, grow=True) -> (state, metrics)`: `trainer`'s step (a plain trainer, grow off), then
+    """`step(state, live, grow=True) -> (state, metrics)`: `trainer`'s step (one without the rule), then
     the L1 step and (where `grow`, traced) the add/delete rule. The metrics gain `size` (active units of the
-    growing layers), `added`, `deleted` and `sizes` (per growing layer). Pure; jit or vmap it."""
+    growing layers; grow=wormholes: active wormholes), `added`, `deleted` and `sizes` (per growing layer). Pure;
+    jit or vmap it."""
     from .train import TrainState
 
-    units, opt = units_of(trainer.model), _optimizer_of(trainer)
+    units, opt = units_of(trainer.model, trainer.config.grow), _optimizer_of(trainer)
 
     def step(state: TrainState, live, grow=True):
         new, metrics = trainer.step(state, live)
@@ -243,11 +309,12 @@ def growing_step(trainer):
 
 
 def growing_trainer(trainer):
-    """`trainer` (built by `twnn_jax.train.build_trainer`, grow off) made to grow: its init starts from one unit
-    per growing layer and each step is `growing_step`'s. Evaluation and generation are the trainer's own."""
+    """`trainer` (built by `twnn_jax.train.build_trainer` without the rule) made to grow: its init starts from one
+    unit per growing layer (grow=wormholes: one wormhole) and each step is `growing_step`'s. Evaluation and
+    generation are the trainer's own."""
     from .train import SUMMARY_KEYS, run_steps_of
 
-    growing_layers(trainer.model)  # a model that can grow, or a clear error
+    units_of(trainer.model, trainer.config.grow)  # a model that can grow so, or a clear error
     step = growing_step(trainer)
     init_jit = jax.jit(lambda seed: init_growing(trainer, seed))
 

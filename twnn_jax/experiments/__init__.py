@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from ..train import live_controls, trainer_for
 from .adding import part_adding
 from .digits import part_digits, twnn_config
 from .gate import part_gate
-from .measure import load
+from .measure import load, machine
 from .plan import FULL, QUICK, Plan
 from .provenance import changed_since, check_results, code_version
 from .report import results_markdown
@@ -110,7 +109,7 @@ def run_paper(out_dir="assets", quick: bool = False, seeds: int = 3) -> dict:
     t0 = time.perf_counter()
     results = {"meta": {"quick": bool(quick), "seeds": seeds, "plan": dataclasses.asdict(plan),
                         "code": code_version(), "jax": jax.__version__, "backend": jax.default_backend(),
-                        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "cpus": os.cpu_count(),
+                        "machine": machine(), "cpus": os.cpu_count(),
                         "load_start": load()}}
     twnn = trainer_for(twnn_config(plan))
     live = live_controls(twnn.config)

@@ -9,8 +9,10 @@ Runs, each for every seed, all for the same number of cycles (`twnn_jax.growth`,
 - fixed-10, -27, -50, -100: fixed-size nets on the hard text (same L1 step, no add/delete).
 
 the wormhole part (`growth_wormhole`): seed 003's rule on the hidden units of the sine task's wormhole net, on 1, 2
-and 3 frequencies, against fixed sizes; and the GRU part (`growth_gru`): the rule on the gated wormhole GRU's units,
-on the adding problem at growing lengths T, against fixed sizes. `part` runs one of the three.
+and 3 frequencies, against fixed sizes; the GRU part (`growth_gru`): the rule on the gated wormhole GRU's units,
+on the adding problem at growing lengths T, against fixed sizes; and the wormhole-count part (`growth_holes`): the
+rule on the number of wormholes of the wormhole model, on sine with 1, 2 and 3 frequencies, against fixed counts.
+`part` runs one of the four.
 
 Writes `out_dir/experiment/growth/`: `results.json` (every number, the commit), `RESULTS.md` (tables, and
 each of the paper's claims held against ours in plain words) and HTML figures (neuron count over time,
@@ -21,8 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from .. import growth
 from ..checkpoint import dumps_strict, write_atomic
-from .measure import load
+from .measure import load, machine
 from .provenance import code_version
 
 FIXED_SIZES = (10, 27, 50, 100)
@@ -232,16 +232,17 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("brackets", "wormhole", "gru")  # seed 003's RNN; the sine task's wormhole net; the wormhole GRU on adding
+PARTS = ("brackets", "wormhole", "gru", "holes")  # seed 003's RNN; the sine task's wormhole net; the wormhole GRU on
+# adding; the wormhole model's number of wormholes on sine
 
 
 def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, part: str | None = None) -> dict:
-    """Train every run of the experiment's parts (`part`: one of PARTS; None: both) for every seed; write
+    """Train every run of the experiment's parts (`part`: one of PARTS; None: all) for every seed; write
     `out_dir/experiment/growth/`; returns the results dict.
 
     The brackets part's results are the top level of results.json (its `meta` is what `--check` reads); the
-    wormhole part's (`growth_wormhole`) are under its key "wormhole" and the GRU part's (`growth_gru`) under "gru",
-    each with their own `meta`. Running one part keeps the others' results from an earlier run in the same folder."""
+    others' (`growth_wormhole`, `growth_gru`, `growth_holes`) under their keys "wormhole", "gru" and "holes", each
+    with their own `meta`. Running one part keeps the others' results from an earlier run in the same folder."""
     if part is not None and part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     folder = Path(out_dir) / "experiment" / "growth"
@@ -250,10 +251,9 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, 
     results = json.loads(earlier.read_text()) if part is not None and earlier.is_file() else {}
     if part in (None, "brackets"):
         results = {**_run_brackets(folder, quick, seeds), **{k: results[k] for k in PARTS[1:] if k in results}}
-    if part in (None, "wormhole"):
-        results["wormhole"] = _run_part(folder, quick, seeds, "wormhole")
-    if part in (None, "gru"):
-        results["gru"] = _run_part(folder, quick, seeds, "gru")
+    for key in PARTS[1:]:
+        if part in (None, key):
+            results[key] = _run_part(folder, quick, seeds, key)
     text = dumps_strict(results, indent=1)
     results = json.loads(text)
     write_atomic(folder / "results.json", text.encode("utf-8"))
@@ -262,7 +262,7 @@ def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, 
 
 
 def full_markdown(results: dict) -> str:
-    """RESULTS.md: the brackets part, the wormhole part and the GRU part (each when present)."""
+    """RESULTS.md: the brackets part, then the wormhole, GRU and wormhole-count parts (each when present)."""
     text = results_markdown(results) if "summary" in results else "# Networks that grow (seed 003) — results\n"
     for key in PARTS[1:]:
         if key in results:
@@ -271,18 +271,18 @@ def full_markdown(results: dict) -> str:
 
 
 def _part_module(key: str):
-    from . import growth_gru, growth_wormhole
+    from . import growth_gru, growth_holes, growth_wormhole
 
-    return {"wormhole": growth_wormhole, "gru": growth_gru}[key]
+    return {"wormhole": growth_wormhole, "gru": growth_gru, "holes": growth_holes}[key]
 
 
 def _meta(quick: bool) -> dict:
     return {"quick": bool(quick), "code": code_version(), "jax": jax.__version__, "backend": jax.default_backend(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "load_start": load()}
+            "machine": machine(), "load_start": load()}
 
 
 def _run_part(folder: Path, quick: bool, seeds: int | None, key: str) -> dict:
-    """The wormhole or the GRU part (`key`), with its meta and its size figure."""
+    """The wormhole, GRU or wormhole-count part (`key`), with its meta and its size figure."""
     module = _part_module(key)
     t0 = time.perf_counter()
     meta = _meta(quick)
@@ -303,7 +303,7 @@ def _run_brackets(folder: Path, quick: bool, seeds: int | None) -> dict:
     t0 = time.perf_counter()
     meta = {"quick": bool(quick), "seeds": n_seeds, "cycles": cycles, "every": every, "code": code_version(),
             "jax": jax.__version__, "backend": jax.default_backend(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "load_start": load()}
+            "machine": machine(), "load_start": load()}
     specs = run_specs(cycles)
     runs = {spec["name"]: [] for spec in specs}
     jobs = [(spec, seed) for seed in range(n_seeds) for spec in specs]

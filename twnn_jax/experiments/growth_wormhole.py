@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import wormhole_growth as wg
-from ..train import TrainConfig, live_controls, trainer_for
+from ..train import TrainConfig, build_trainer, live_controls
 
 MAX_UNITS = 32  # slots of the growing layer (`hidden`)
 FIXED_SIZES = (2, 4, 8, 16, 32)
@@ -38,7 +38,7 @@ def train_runs(cfg: TrainConfig, fixed_sizes, seeds: int, steps: int, every: int
     added / deleted (`CURVES`), and the final figures `judge` measures ((trainer, live) -> params -> {figure name:
     value})."""
     names, sizes = ["grown"] + [f"fixed-{n}" for n in fixed_sizes], (1, *fixed_sizes)
-    trainer = trainer_for(cfg)
+    trainer = build_trainer(cfg, rule=False)  # the rule is applied here, grown and fixed runs side by side
     live = live_controls(cfg)
     step = wg.growing_step(trainer)
     seed_of = jnp.asarray([s for s in range(seeds) for _ in sizes], jnp.int32)
@@ -160,9 +160,9 @@ def runs_table(summary: dict, figures: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
-def added_deleted(part: dict) -> str:
-    """'Units added / deleted per seed: ...' for a part's grown runs."""
-    return "Units added / deleted per seed: " + "; ".join(
+def added_deleted(part: dict, what: str = "Units") -> str:
+    """'Units added / deleted per seed: ...' for a part's grown runs (`what`: what grows)."""
+    return f"{what} added / deleted per seed: " + "; ".join(
         f"{task} " + ", ".join(f"{r['added']}/{r['deleted']}" for r in part["runs"][task]["grown"])
         for task in part["summary"]) + "."
 

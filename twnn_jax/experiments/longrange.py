@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from ..models import build_model
 from ..recurrent import cell_for, state_gradients
 from ..runs import evaluate_run
 from ..train import TrainConfig, build_task, live_controls, solve_settings, trainer_for
-from .measure import fit, load, mean_std, param_count
+from .measure import fit, load, machine, mean_std, param_count
 from .provenance import code_version
 
 MODELS = ("wormhole_gru", "gru", "lstm")
@@ -188,7 +186,7 @@ def run_longrange(out_dir="assets", quick: bool = False, seeds: int | None = Non
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     meta = {"quick": bool(quick), "plan": dataclasses.asdict(plan), "code": code_version(), "jax": jax.__version__,
-            "backend": jax.default_backend(), "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)",
+            "backend": jax.default_backend(), "machine": machine(),
             "load_start": load()}
     widths = {}
     for task_name in plan.tasks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,20 @@ def load() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover - platforms without getloadavg
         return None
+
+
+def machine() -> str:
+    """Architecture, CPU model (where /proc/cpuinfo names it) and CPU count, e.g. "x86_64, AMD EPYC, 2 CPU(s)". The
+    CPU model is worth recording: XLA compiles for the CPU it runs on, and another CPU rounds some sums
+    differently, which the growth rule's random threshold crossings turn into other sizes (the same commit gave
+    other figures for seed 003's brackets on another machine, and the same ones run after run on one)."""
+    model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    return ", ".join(x for x in (platform.machine(), model, f"{os.cpu_count()} CPU(s)") if x)
 
 
 def spearman(a, b) -> dict:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from .. import surrogate, warm, wta
 from ..checkpoint import dumps_strict, write_atomic
 from ..runs import evaluate_run
 from ..train import TrainConfig, live_controls, summarize_run, trainer_for
-from .measure import load
+from .measure import load, machine
 from .provenance import code_version
 
 
@@ -172,7 +170,7 @@ def run_surrogate(out_dir="assets", quick: bool = False, seeds: int = 3) -> dict
     t0 = time.perf_counter()
     results = {"meta": {"quick": bool(quick), "seeds": int(seeds), "plan": dataclasses.asdict(plan),
                         "code": code_version(), "jax": jax.__version__, "backend": jax.default_backend(),
-                        "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s)", "load_start": load()}}
+                        "machine": machine(), "load_start": load()}}
     results["wta"] = part_wta(plan)
     results["warm_training"], states = part_warm_training(plan, int(seeds))
     results["offline"] = part_offline(plan, states)
