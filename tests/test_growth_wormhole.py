@@ -177,6 +177,43 @@ def test_experiment_growth_wormhole_part_quick(tmp_path, capsys):
     assert "--part is for the growth experiment" in capsys.readouterr().err
 
 
+def _summary(grown_sizes, grown_mse, fixed_mse):
+    """A summarize()-shaped summary: per task the grown run's sizes and eval MSE, the fixed runs' eval MSE."""
+    def stats(values):
+        return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": list(values)}
+    return {task: {"grown": {"final_size": stats(sizes), "eval_mse": stats([mse])},
+                   **{f"fixed-{n}": {"eval_mse": stats([m])} for n, m in fixed_mse[task].items()}}
+            for (task, sizes), mse in zip(grown_sizes.items(), grown_mse)}
+
+
+def test_size_verdicts_of_every_growth_part():
+    from twnn_jax.experiments.growth_wormhole import size_verdicts
+
+    fixed = {"a": {2: 0.5, 4: 0.3}, "b": {2: 0.5, 4: 0.1}, "c": {2: 0.5, 4: 0.3}}
+    s = _summary({"a": [2, 2], "b": [3, 4], "c": [6, 6]}, [0.2, 0.2, 0.2], fixed)
+    v = size_verdicts(s, (2, 4), "size_follows_difficulty", "grown size")
+    assert v["size_follows_difficulty"]["holds"] is True
+    assert v["size_follows_difficulty"]["text"] == ("grown size, mean ± std over seeds: a: 2.0 ± 0.0, b: 3.5 ± 0.5, "
+                                                    "c: 6.0 ± 0.0")
+    assert v["grown_beats_fixed"]["holds"] is False  # on b, fixed-4 (0.1) beats the grown net (0.2)
+    assert v["grown_beats_fixed"]["text"] == ("a: lower eval MSE than fixed 2, 4; b: lower eval MSE than fixed 2; "
+                                              "c: lower eval MSE than fixed 2, 4")
+    overlap = _summary({"a": [1, 3], "b": [3, 4], "c": [3, 4]}, [0.2, 0.2, 0.2], fixed)  # c's mean is above a's,
+    assert not size_verdicts(overlap, (2,), "k", "n")["k"]["holds"]  # but first and last overlap within their std
+    flat = _summary({"a": [2, 2], "b": [2, 2], "c": [6, 6]}, [0.2, 0.2, 0.2], fixed)
+    assert not size_verdicts(flat, (2,), "k", "n")["k"]["holds"]  # a to b does not grow
+    assert size_verdicts(flat, (2,), "k", "n")["grown_beats_fixed"]["holds"] is True  # only fixed-2 asked
+
+
+def test_a_growth_part_plan_takes_seeds_and_refuses_none():
+    from twnn_jax.experiments.growth_wormhole import FULL, QUICK, part_plan
+
+    assert part_plan(FULL, QUICK, quick=True, seeds=None) == QUICK
+    assert part_plan(FULL, QUICK, quick=False, seeds=5) == {**FULL, "seeds": 5}
+    with pytest.raises(ValueError, match="seeds must be >= 1, got 0"):
+        part_plan(FULL, QUICK, quick=False, seeds=0)
+
+
 # ---- the number of wormholes grows (grow=wormholes) -----------------------------------------------------------
 def _holes_trainer(**over):
     cfg = TrainConfig(task="sine", model="wormhole", grow="wormholes", hidden=6, **over)

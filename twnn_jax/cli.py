@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import runs
 from .compile_cache import enable_compile_cache
+from .experiment_names import EXPERIMENTS, GROWTH_PARTS
 from .settings import DECLARATION, LIVE, SETTINGS, TrainConfig, parse_number, parse_value, shorten
 
 
@@ -80,14 +81,6 @@ def _setting_help(name: str) -> str:
     return f"{s.help} Allowed: {s.allowed}; default {s.show(s.default)}.".replace("%", "%%")
 
 
-EXPERIMENTS = {
-    "paper": "the TWNN paper's tables and figures",
-    "surrogate": "seed 002 (soft winner-take-all surrogate, warm starts)",
-    "growth": "seed 003's networks that grow",
-    "longrange": "wormhole GRU vs GRU and LSTM on adding and copy",
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="twnn", description="Fixed-point (temporal wormhole) networks in JAX.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", metavar="{train,sweep,experiment,surrogate,dashboard,bench}")
@@ -123,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output directory (default assets)")
     exp.add_argument("--quick", action="store_true", help="a short version (minutes)")
     exp.add_argument("--seeds", type=_count_type("seeds", 1, 1000), default=None, help="number of seeds")
-    exp.add_argument("--part", choices=["brackets", "wormhole", "gru", "holes"], default=None,
-                     help="growth only: run this part alone, keeping the others' earlier results")
+    exp.add_argument("--part", choices=list(GROWTH_PARTS), default=None,
+                     help="growth only: run this part alone, keeping the others' earlier results: " + "; ".join(
+                         f"{name} = {what}" for name, what in GROWTH_PARTS.items()))
     exp.add_argument("--check", action="store_true",
                      help="run nothing: say whether OUT/experiment/results.json is current (exit 1 if code changed)")
 

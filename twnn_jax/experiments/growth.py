@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .. import growth
 from ..checkpoint import dumps_strict, write_atomic
+from ..experiment_names import GROWTH_PARTS
 from .measure import load, machine
 from .provenance import code_version
 
@@ -232,8 +233,7 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = ("brackets", "wormhole", "gru", "holes")  # seed 003's RNN; the sine task's wormhole net; the wormhole GRU on
-# adding; the wormhole model's number of wormholes on sine
+PARTS = tuple(GROWTH_PARTS)  # brackets first: its results are results.json's top level
 
 
 def run_growth(out_dir="assets", quick: bool = False, seeds: int | None = None, part: str | None = None) -> dict:

@@ -14,16 +14,18 @@ curve is the same at every length (then the size follows the rule's random draws
 
 from __future__ import annotations
 
-from tqdm import tqdm
+import functools
 
 from ..train import TrainConfig
 from .growth_wormhole import (
     added_deleted,
     claims_table,
     grown_size_figure,
+    part_plan,
     provenance,
     runs_table,
-    summarize,
+    size_verdicts,
+    train_part,
     train_runs,
 )
 
@@ -50,38 +52,23 @@ def train_length(seq_len: int, seeds: int, steps: int, every: int) -> dict:
     return train_runs(cfg, FIXED_SIZES, seeds, steps, every, judge)
 
 
-def verdicts(s: dict, runs: dict) -> dict:
-    tasks = list(s)
-    grown = [s[t]["grown"]["final_size"] for t in tasks]
-    sizes = [g["mean"] for g in grown]
-    text = ", ".join(f"{t}: {g['mean']:.1f} ± {g['std']:.1f}" for t, g in zip(tasks, grown))
-    apart = grown[-1]["mean"] - grown[-1]["std"] > grown[0]["mean"] + grown[0]["std"]
-    beaten = {t: [n for n in FIXED_SIZES if s[t]["grown"]["eval_mse"]["mean"] < s[t][f"fixed-{n}"]["eval_mse"]["mean"]]
-              for t in tasks}
-    curves = [[r["size"] for r in runs[t]["grown"]] for t in tasks]  # per length, per seed
+def same_size_curves(runs: dict) -> dict:
+    """Whether each seed's grown size curve is identical at every length (then the size follows the rule's random
+    draws, not the task)."""
+    curves = [[r["size"] for r in by_name["grown"]] for by_name in runs.values()]  # per length, per seed
     same = all(c == curves[0] for c in curves[1:])
-    return {
-        "size_follows_length": {"holds": bool(all(a < b for a, b in zip(sizes, sizes[1:])) and apart),
-                                "text": f"grown size (both layers), mean ± std over seeds: {text}"},
-        "grown_beats_fixed": {"holds": all(len(b) == len(FIXED_SIZES) for b in beaten.values()),
-                              "text": "; ".join(f"{t}: lower eval MSE than fixed "
-                                                + (", ".join(map(str, b)) or "none") for t, b in beaten.items())},
-        "same_size_curve_at_every_length": {
-            "holds": bool(same), "text": "each seed's grown size, checked every block of steps, is identical at every "
-                                         "length" if same else "the size curves differ between lengths"},
-    }
+    return {"holds": bool(same), "text": "each seed's grown size, checked every block of steps, is identical at every "
+                                         "length" if same else "the size curves differ between lengths"}
 
 
 def run_part(quick: bool, seeds: int | None) -> dict:
-    plan = dict(QUICK if quick else FULL)
-    if seeds is not None:
-        plan["seeds"] = int(seeds)
-    runs = {}
-    for t in tqdm(plan["lengths"], desc="growth, wormhole GRU part", unit="length", dynamic_ncols=True):
-        runs[f"adding-{t}"] = train_length(t, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs)
+    plan = part_plan(FULL, QUICK, quick, seeds)
+    runs, summary = train_part({f"adding-{t}": functools.partial(train_length, t) for t in plan["lengths"]}, plan,
+                               "growth, wormhole GRU part")
+    verdicts = {**size_verdicts(summary, FIXED_SIZES, "size_follows_length", "grown size (both layers)"),
+                "same_size_curve_at_every_length": same_size_curves(runs)}
     return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "lr": LR, "batch_size": BATCH},
-            "summary": summary, "verdicts": verdicts(summary, runs), "runs": runs}
+            "summary": summary, "verdicts": verdicts, "runs": runs}
 
 
 def markdown(part: dict) -> list[str]:

@@ -13,17 +13,19 @@ set's one-step MSE and the free-running RMSE, each as mean ± std over seeds.
 
 from __future__ import annotations
 
-from tqdm import tqdm
+import functools
 
 from ..train import TrainConfig
 from .growth_wormhole import (
     added_deleted,
     claims_table,
     grown_size_figure,
+    part_plan,
     provenance,
     runs_table,
     sine_judge,
-    summarize,
+    size_verdicts,
+    train_part,
     train_runs,
 )
 
@@ -40,34 +42,15 @@ def train_task(n_freqs: int, seeds: int, steps: int, every: int) -> dict:
     return train_runs(cfg, FIXED_COUNTS, seeds, steps, every, sine_judge)
 
 
-def verdicts(s: dict) -> dict:
-    tasks = list(s)
-    grown = [s[t]["grown"]["final_size"] for t in tasks]
-    counts = [g["mean"] for g in grown]
-    text = ", ".join(f"{t}: {g['mean']:.1f} ± {g['std']:.1f}" for t, g in zip(tasks, grown))
-    apart = grown[-1]["mean"] - grown[-1]["std"] > grown[0]["mean"] + grown[0]["std"]
-    beaten = {t: [n for n in FIXED_COUNTS if s[t]["grown"]["eval_mse"]["mean"] < s[t][f"fixed-{n}"]["eval_mse"]["mean"]]
-              for t in tasks}
-    return {
-        "count_follows_difficulty": {"holds": bool(all(a < b for a, b in zip(counts, counts[1:])) and apart),
-                                     "text": f"grown wormhole count, mean ± std over seeds: {text}"},
-        "grown_beats_fixed": {"holds": all(len(b) == len(FIXED_COUNTS) for b in beaten.values()),
-                              "text": "; ".join(f"{t}: lower eval MSE than fixed "
-                                                + (", ".join(map(str, b)) or "none") for t, b in beaten.items())},
-    }
-
-
 def run_part(quick: bool, seeds: int | None) -> dict:
-    plan = dict(QUICK if quick else FULL)
-    if seeds is not None:
-        plan["seeds"] = int(seeds)
-    runs = {}
-    for k in tqdm(N_FREQS, desc="growth, wormhole-count part", unit="task", dynamic_ncols=True):
-        runs[f"sine-{k}"] = train_task(k, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs)
+    plan = part_plan(FULL, QUICK, quick, seeds)
+    runs, summary = train_part({f"sine-{k}": functools.partial(train_task, k) for k in N_FREQS}, plan,
+                               "growth, wormhole-count part")
     return {"plan": {**plan, "hidden": HIDDEN, "fixed_counts": list(FIXED_COUNTS), "n_freqs": list(N_FREQS),
                      "lr": TrainConfig.lr, "batch_size": TrainConfig.batch_size},
-            "summary": summary, "verdicts": verdicts(summary), "runs": runs}
+            "summary": summary, "verdicts": size_verdicts(summary, FIXED_COUNTS, "count_follows_difficulty",
+                                                          "grown wormhole count"),
+            "runs": runs}
 
 
 def markdown(part: dict) -> list[str]:

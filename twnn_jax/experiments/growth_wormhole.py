@@ -13,6 +13,8 @@ one-step MSE and the free-running RMSE (the task's judge), each as mean ± std o
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,36 +99,54 @@ def summarize(runs: dict) -> dict:
     return out
 
 
-def verdicts(s: dict) -> dict:
-    grown = [s[f"sine-{k}"]["grown"]["final_size"] for k in N_FREQS]
-    sizes = [g["mean"] for g in grown]
-    text = ", ".join(f"{k} freq: {g['mean']:.1f} ± {g['std']:.1f}" for k, g in zip(N_FREQS, grown))
-    # holds: the mean grows with the frequencies and 1 and 3 frequencies' mean ± std do not overlap
-    apart = grown[2]["mean"] - grown[2]["std"] > grown[0]["mean"] + grown[0]["std"]
-    beaten = {}
-    for k in N_FREQS:
-        e = s[f"sine-{k}"]
-        beaten[k] = [n for n in FIXED_SIZES if e["grown"]["eval_mse"]["mean"] < e[f"fixed-{n}"]["eval_mse"]["mean"]]
+def size_verdicts(s: dict, fixed_sizes, follows: str, what: str) -> dict:
+    """The verdicts every growth part judges, from its `summarize`d runs (tasks in order of difficulty):
+    `follows` (the grown size's mean grows from task to task, and the first and last tasks' mean ± std do not
+    overlap; `what` names the size in the text) and "grown_beats_fixed" (a lower mean eval MSE than every fixed
+    size on every task)."""
+    tasks = list(s)
+    grown = [s[t]["grown"]["final_size"] for t in tasks]
+    means = [g["mean"] for g in grown]
+    apart = grown[-1]["mean"] - grown[-1]["std"] > grown[0]["mean"] + grown[0]["std"]
+    beaten = {t: [n for n in fixed_sizes if s[t]["grown"]["eval_mse"]["mean"] < s[t][f"fixed-{n}"]["eval_mse"]["mean"]]
+              for t in tasks}
+    text = ", ".join(f"{t}: {g['mean']:.1f} ± {g['std']:.1f}" for t, g in zip(tasks, grown))
     return {
-        "size_follows_difficulty": {"holds": bool(sizes[0] < sizes[1] < sizes[2] and apart),
-                                    "text": f"grown size, mean ± std over seeds: {text}"},
-        "grown_beats_fixed": {"holds": all(len(b) == len(FIXED_SIZES) for b in beaten.values()),
-                              "text": "; ".join(f"{k} freq: lower eval MSE than fixed "
-                                                + (", ".join(map(str, b)) or "none") for k, b in beaten.items())},
+        follows: {"holds": bool(all(a < b for a, b in zip(means, means[1:])) and apart),
+                  "text": f"{what}, mean ± std over seeds: {text}"},
+        "grown_beats_fixed": {"holds": all(len(b) == len(fixed_sizes) for b in beaten.values()),
+                              "text": "; ".join(f"{t}: lower eval MSE than fixed "
+                                                + (", ".join(map(str, b)) or "none") for t, b in beaten.items())},
     }
 
 
-def run_part(quick: bool, seeds: int | None) -> dict:
-    plan = dict(QUICK if quick else FULL)
+def part_plan(full: dict, quick_plan: dict, quick: bool, seeds: int | None) -> dict:
+    """A part's plan: `quick_plan` or `full`, with `seeds` seeds when given (>= 1)."""
+    plan = dict(quick_plan if quick else full)
     if seeds is not None:
+        if int(seeds) < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
         plan["seeds"] = int(seeds)
-    runs = {}
-    for k in tqdm(N_FREQS, desc="growth, wormhole part", unit="task", dynamic_ncols=True):
-        runs[f"sine-{k}"] = train_task(k, plan["seeds"], plan["steps"], plan["every"])
-    summary = summarize(runs)
+    return plan
+
+
+def train_part(tasks: dict, plan: dict, desc: str) -> tuple[dict, dict]:
+    """Train every task of a part ({task name: train(seeds, steps, every) -> runs}) with a progress bar; returns
+    the runs by task and their `summarize`d figures."""
+    runs = {name: train(plan["seeds"], plan["steps"], plan["every"])
+            for name, train in tqdm(tasks.items(), desc=desc, unit="task", dynamic_ncols=True)}
+    return runs, summarize(runs)
+
+
+def run_part(quick: bool, seeds: int | None) -> dict:
+    plan = part_plan(FULL, QUICK, quick, seeds)
+    runs, summary = train_part({f"sine-{k}": functools.partial(train_task, k) for k in N_FREQS}, plan,
+                               "growth, wormhole part")
     return {"plan": {**plan, "max_units": MAX_UNITS, "fixed_sizes": list(FIXED_SIZES), "n_freqs": list(N_FREQS),
                      "lr": TrainConfig.lr, "batch_size": TrainConfig.batch_size},
-            "summary": summary, "verdicts": verdicts(summary), "runs": runs}
+            "summary": summary, "verdicts": size_verdicts(summary, FIXED_SIZES, "size_follows_difficulty",
+                                                          "grown size"),
+            "runs": runs}
 
 
 def _pm(e, key, fmt):
