@@ -85,10 +85,8 @@ def _server_command(launcher: str, port: int) -> list[str]:
     flags = ["--server.headless=true", f"--server.port={port}", "--server.fileWatcherType=none"]
     if launcher == "twnn":
         return [*TWNN, "dashboard", *flags]
-    from twnn_dashboard.static_files import ensure_plotly_js
     from twnn_jax.cli import dashboard_command
 
-    ensure_plotly_js()  # as `twnn dashboard` does before it starts the server
     return dashboard_command(flags)  # python -m streamlit run .../app.py ...: no preload
 
 

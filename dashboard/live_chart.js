@@ -1,6 +1,6 @@
 // The live chart component (dashboard/live_chart.py): one element per key, redrawn with Plotly.react.
 // plotly.js is served by Streamlit's static file serving from static/ beside the app (app/static/...).
-const SRC = "app/static/plotly.min.js";
+const SRC = "app/static/plotly-cartesian.min.js";  // static_files.PLOTLY_JS
 function loadPlotly() {
   if (!window.__twnnPlotly) {
     window.__twnnPlotly = new Promise((resolve, reject) => {

@@ -8,10 +8,10 @@ hands each new figure to `Plotly.react`, which updates only what changed (and, w
 not redrawn until it is seen again (then at once, with the newest figure): redrawing costs the browser
 ~40 ms a chart. The component's JavaScript is `live_chart.js`, beside this file (shipped in the wheel).
 
-plotly.js itself comes from the installed `plotly` package, copied once into `static/` beside this file
-(static_files.py) and served by Streamlit's static file serving (`server.enableStaticServing`, set in
-`.streamlit/config.toml` and by `twnn dashboard`); the browser caches it. Where that is off, or the copy
-cannot be written, `show` falls back to `st.plotly_chart`.
+plotly.js itself is the cartesian bundle in `static/` beside this file (static_files.py), served by
+Streamlit's static file serving (`server.enableStaticServing`, set in `.streamlit/config.toml` and by `twnn
+dashboard`); the browser caches it. Where that is off, or for a figure with a trace type the bundle lacks,
+`show` falls back to `st.plotly_chart`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import plotly.io.json as pio_json
 import streamlit as st
 
-from .static_files import PLOTLY_JS, STATIC_DIR, ensure_plotly_js  # noqa: F401 - the first two for tests
+from .static_files import PLOTLY_JS, TRACE_TYPES
 
 CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -46,8 +46,13 @@ _component = st.components.v2.component("twnn_live_chart", js=JS, isolate_styles
 
 @functools.cache
 def in_place_available() -> bool:
-    """True when plotly.js can be served from app/static/: static serving is on and the copy is in place."""
-    return bool(st.get_option("server.enableStaticServing")) and ensure_plotly_js()
+    """True when plotly.js can be served from app/static/: static serving is on and the bundle is in place."""
+    return bool(st.get_option("server.enableStaticServing")) and PLOTLY_JS.is_file()
+
+
+def bundle_draws(fig: dict) -> bool:
+    """True when the served bundle has every trace type of `fig` (a trace without a type is a scatter)."""
+    return all(trace.get("type", "scatter") in TRACE_TYPES for trace in fig["data"])
 
 
 def figure_json(fig: dict) -> str:
@@ -61,7 +66,7 @@ def show(fig: dict, *, key: str, on_click=None) -> None:
     """Draw `fig` under `key`; later calls with the same key update that chart in place. `on_click`: called
     (a Streamlit callback) when a point is clicked; `st.session_state[key]["click"]` then holds the point's
     `{"x", "y", "customdata"}`."""
-    if in_place_available():
+    if in_place_available() and bundle_draws(fig):
         # Only strings and booleans at the first level: Streamlit checks every other value there for a data
         # frame, and the first such check imports pandas and pyarrow (~1.5 s before the page's first chart)
         data = {"figure": figure_json(fig)}

@@ -1,33 +1,31 @@
 """The dashboard's `static/` folder: Streamlit serves it at `app/static/` (`server.enableStaticServing`).
 
-It holds plotly.js for the live charts (live_chart.py), copied from the installed `plotly` package on
-first use, so the two never disagree and the wheel does not carry a second copy of 4.6 MB. The folder is
-beside app.py: `dashboard/static/` in a checkout, `twnn_dashboard/static/` when installed. `twnn dashboard`
-fills it before the server starts; `streamlit run` fills it at the first page. Where the package folder
-cannot be written (a read-only install) the charts fall back to `st.plotly_chart`.
+It holds plotly.js for the live charts (live_chart.py): plotly.js's own *cartesian* bundle (npm package
+`plotly.js-cartesian-dist-min`, MIT), with every trace type the dashboard draws (`TRACE_TYPES`) in 1.5 MB
+where the full bundle that the `plotly` package ships is 4.8 MB. A browser fetches and parses it before the
+first chart can draw: with the full bundle the default page's first chart came ~0.7 s later (warm starts on
+2 cores, benchmarks/README.md). It ships in the wheel beside app.py (`twnn_dashboard/static/`), the same
+plotly.js version as the installed `plotly` package (a test compares them). To update it after `plotly`
+moves to another plotly.js version V: `npm pack plotly.js-cartesian-dist-min@V`, then copy the tarball's
+`package/plotly-cartesian.min.js` here.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import re
 from pathlib import Path
 
-import plotly
-
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 STATIC_DIR = Path(__file__).parent / "static"
+PLOTLY_JS = STATIC_DIR / "plotly-cartesian.min.js"
+# the trace modules the cartesian bundle contains (its README); a figure with any other trace type is drawn by
+# st.plotly_chart, which brings the full plotly.js (live_chart.show)
+TRACE_TYPES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",
+                         "image", "pie", "scatter", "scatterternary", "violin"})
 
 
-def ensure_plotly_js() -> bool:
-    """Put plotly.js into `STATIC_DIR` unless the same file is there; False when it cannot be written."""
-    target = STATIC_DIR / PLOTLY_JS.name
-    try:
-        if not target.is_file() or target.stat().st_size != PLOTLY_JS.stat().st_size:
-            STATIC_DIR.mkdir(exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.part")
-            shutil.copyfile(PLOTLY_JS, partial)
-            os.replace(partial, target)  # atomic: another server starting at once sees the old file or the new
-    except OSError:
-        return False
-    return True
+def plotly_js_version(path: Path) -> str | None:
+    """The plotly.js version named in a bundle's header comment (`* plotly.js ... v4.1.1`), or None."""
+    with open(path, encoding="utf-8") as f:
+        head = f.read(300)
+    found = re.search(r"plotly\.js[^\n]*? v(\d+\.\d+\.\d+)", head)
+    return found.group(1) if found else None

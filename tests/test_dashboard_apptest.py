@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import plotly
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -227,8 +228,14 @@ def test_step_advances_and_charts_have_log_axes_tol_lines_and_traces():
 def test_plotly_js_is_served_beside_the_app_and_charts_fall_back_without_static_serving(monkeypatch):
     at = new_app()
     assert live_chart.in_place_available()  # .streamlit/config.toml turns static serving on
-    served = live_chart.STATIC_DIR / "plotly.min.js"
-    assert served.read_bytes() == live_chart.PLOTLY_JS.read_bytes()
+    # the served bundle is the plotly.js version of the installed plotly package, and draws every trace on the page
+    from twnn_dashboard.static_files import plotly_js_version
+
+    full_bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    assert plotly_js_version(live_chart.PLOTLY_JS) == plotly_js_version(full_bundle) is not None
+    assert chart_specs(at) and all(live_chart.bundle_draws(spec) for spec in chart_specs(at))
+    assert len(chart_specs(at)) == len(live_chart_elements(at))  # every chart through the component
+    assert not live_chart.bundle_draws({"data": [{"type": "scatter3d"}]})  # a type the bundle lacks: st.plotly_chart
     assert any("Charts update in place" in m.value for m in at.markdown)
     device = f"Computing on **{jax.default_backend().upper()}**"  # "Under the hood" names the device in use
     assert any(device in m.value for m in at.markdown)

@@ -265,9 +265,7 @@ def _dashboard(args, extra) -> int:
     if args.dry_run or not _app_path().is_file():
         return _run_or_print("dashboard", command, _app_path(), args.dry_run)
     from twnn_dashboard.preload import start_preload
-    from twnn_dashboard.static_files import ensure_plotly_js
 
-    ensure_plotly_js()  # plotly.js served from the first request on (else the app copies it at the first page)
     start_preload()  # the default page's run built and compiled while the server starts and the browser connects
     # The server runs in this process (as `python -m streamlit run ...` would), so the app script finds
     # what the preload built; Ctrl-C and SIGTERM reach Streamlit's own handlers.
