@@ -5,6 +5,8 @@
 Dashboard, in a real Chromium (Debian's, /usr/bin/chromium), the server started as users start it
 (`twnn dashboard`, from a temporary directory):
   first_chart_s    server process start -> the first `.js-plotly-plot` drawn by Plotly (`_fullData`) in the page
+  plotly_requested_s, plotly_fetched_s
+                   ... -> the browser's request for plotly.js, and its last byte (the page's resource timing)
   page_chart_s     ... -> the default task's own chart drawn (digits, the page's default: the samples'
                    scatter; sine: the free-running generation)
   switch_new_s     the default task -> the other of sine and digits (first visit in this server): select ->
@@ -46,6 +48,10 @@ DRAWN = """(sel) => [...document.querySelectorAll(sel)].some((e) => Array.isArra
 ANY_CHART = ".js-plotly-plot"
 TASK_CHART = {"sine": ".st-key-chart_sine .js-plotly-plot", "digits": ".st-key-chart_samples .js-plotly-plot"}
 TIMEOUT_MS = 300_000
+PLOTLY_FETCH = """() => {  // epoch ms of the plotly.js request and of its last byte, or null
+  const e = performance.getEntriesByType("resource").find((r) => r.name.includes("/app/static/plotly"));
+  return e ? [performance.timeOrigin + e.fetchStart, performance.timeOrigin + e.responseEnd] : null;
+}"""
 
 
 def log(*args):
@@ -100,7 +106,7 @@ def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> 
     log_path = work / f"server-{port}.log"
     out = {"load_before": os.getloadavg()[0], "tasks": [home, other, home]}
     with open(log_path, "w") as log_file:
-        t0 = time.perf_counter()
+        t0, t0_epoch = time.perf_counter(), time.time()
         proc = subprocess.Popen(_server_command(launcher, port), cwd=work, env=_env(cache), stdout=log_file,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -112,6 +118,9 @@ def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> 
         out["controls_s"] = time.perf_counter() - t0
         page.wait_for_function(DRAWN, arg=ANY_CHART, timeout=TIMEOUT_MS)
         out["first_chart_s"] = time.perf_counter() - t0
+        fetch = page.evaluate(PLOTLY_FETCH)
+        if fetch:
+            out["plotly_requested_s"], out["plotly_fetched_s"] = (ms / 1000 - t0_epoch for ms in fetch)
         page.wait_for_function(DRAWN, arg=TASK_CHART[home], timeout=TIMEOUT_MS)
         out["page_chart_s"] = time.perf_counter() - t0
         t = time.perf_counter()
