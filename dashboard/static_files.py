@@ -3,11 +3,11 @@
 It holds plotly.js for the live charts (live_chart.py): plotly.js's own *cartesian* bundle (npm package
 `plotly.js-cartesian-dist-min`, MIT), with every trace type the dashboard draws (`TRACE_TYPES`) in 1.5 MB
 where the full bundle that the `plotly` package ships is 4.8 MB. A browser fetches and parses it before the
-first chart can draw: with the full bundle the default page's first chart came later (three starts each on
-2 cores: warm 6.9 s against 6.7 s, cold 13.8 s against 11.3 s; benchmarks/README.md). It ships in the wheel
-beside app.py (`twnn_dashboard/static/`), the same plotly.js version as the installed `plotly` package (a
-test compares them). To update it after `plotly` moves to another plotly.js version V: `npm pack
-plotly.js-cartesian-dist-min@V`, then copy the tarball's `package/plotly-cartesian.min.js` here.
+first chart can draw: with the full bundle the default page's first chart came later (measured in
+benchmarks/README.md, "Start-up"). It ships in the wheel beside app.py (`twnn_dashboard/static/`), the same
+plotly.js version as the installed `plotly` package (a test compares them). To update it after `plotly`
+moves to another plotly.js version V: `npm pack plotly.js-cartesian-dist-min@V`, then copy the tarball's
+`package/plotly-cartesian.min.js` here.
 """
 
 from __future__ import annotations
