@@ -14,12 +14,17 @@ Dashboard, in a real Chromium (Debian's, /usr/bin/chromium), the server started 
   switch_back_s    back to the default task (a task used before): select -> its chart drawn again
 CLI: wall seconds of `twnn train --task sine --steps 10 --quiet` in a fresh process, same three cache states.
 
+With `--browsers fresh returning` each start is also measured in a browser that has opened the dashboard
+before (`returning`: one browser profile for the whole run, its cache primed by an untimed start, and the
+server on the same port each time, as `twnn dashboard` keeps 8501): Streamlit's and plotly.js's files then
+come from the browser's cache. `fresh` (the default) is a new profile for every start: a first visit.
+
 With `--launchers twnn streamlit` each dashboard start is paired with one by `python -m streamlit run
 <the installed app.py>` (the same server without the background preload that `twnn dashboard` starts,
 dashboard/preload.py), taken in turn, so the two can be compared in one run.
 
 Usage:  python benchmarks/bench_startup.py [--repeats 1] [--states off cold warm] [--no-cli] [--no-browser]
-                                          [--launchers twnn streamlit] [--out FILE]
+                                          [--launchers twnn streamlit] [--browsers fresh returning] [--out FILE]
 Prints one JSON document on stdout (progress on stderr). Needs the package installed (`pip install -e .`),
 Playwright (`pip install -e '.[dev]'`) and Chromium. The machine's load average is recorded with each run.
 """
@@ -43,6 +48,7 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1500, "height": 1000}
 TWNN = [sys.executable, "-m", "twnn_jax.cli"]  # the `twnn` console script, with this interpreter
 DRAWN = """(sel) => [...document.querySelectorAll(sel)].some((e) => Array.isArray(e._fullData))"""
 ANY_CHART = ".js-plotly-plot"
@@ -96,13 +102,14 @@ def _server_command(launcher: str, port: int) -> list[str]:
     return dashboard_command(flags)  # python -m streamlit run .../app.py ...: no preload
 
 
-def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> dict:
-    """One server start: times to the first chart, then the default task -> the other one -> back."""
+def dashboard_start(new_page, cache: str, work: Path, launcher: str = "twnn", port: int | None = None) -> dict:
+    """One server start (on `port`, or a free one): times to the first chart, then the default task -> the other
+    one -> back, in a page from `new_page()`."""
     from twnn_dashboard.controls import defaults
 
     home = defaults()["task"]
     other = "sine" if home != "sine" else "digits"
-    port = _free_port()
+    port = port or _free_port()
     log_path = work / f"server-{port}.log"
     out = {"load_before": os.getloadavg()[0], "tasks": [home, other, home]}
     with open(log_path, "w") as log_file:
@@ -112,7 +119,7 @@ def dashboard_start(browser, cache: str, work: Path, launcher: str = "twnn") -> 
     try:
         _wait_health(proc, port, log_path)
         out["health_s"] = time.perf_counter() - t0
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page = new_page()
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector(".st-key-task", timeout=TIMEOUT_MS)
         out["controls_s"] = time.perf_counter() - t0
@@ -174,6 +181,10 @@ def main(argv=None) -> int:
     ap.add_argument("--launchers", nargs="+", choices=["twnn", "streamlit"], default=["twnn"],
                     help="start the server with `twnn dashboard` (preloads) and/or `python -m streamlit run` (no "
                          "preload), in turn for each start; results under dashboard / dashboard_streamlit")
+    ap.add_argument("--browsers", nargs="+", choices=["fresh", "returning"], default=["fresh"],
+                    help="fresh: a new browser profile for each start (a first visit); returning: one profile that "
+                         "has opened the dashboard before, the server on one port (its cache holds the page's "
+                         "files); results of returning under dashboard_returning (dashboard_streamlit_returning)")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="twnn-startup-"))
@@ -192,14 +203,24 @@ def main(argv=None) -> int:
 
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                pages = {"fresh": lambda: browser.new_page(viewport=VIEWPORT)}  # a new context: a new profile
+                if "returning" in args.browsers:
+                    profile = p.chromium.launch_persistent_context(
+                        str(work / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport=VIEWPORT)
+                    pages["returning"], port = profile.new_page, _free_port()
+                    log("priming the returning browser's profile (an untimed start)")
+                    dashboard_start(profile.new_page, str(work / "priming-cache"), work, "twnn", port)
                 for name, cache in _states(cache_dir, args.states) * args.repeats:
-                    if name == "cold":
-                        shutil.rmtree(cache_dir, ignore_errors=True)
                     for launcher in args.launchers:
-                        r = dashboard_start(browser, cache, work, launcher)
-                        part = "dashboard" if launcher == "twnn" else f"dashboard_{launcher}"
-                        log(f"{part} ({name} cache): {r}")
-                        results.setdefault(part, {}).setdefault(name, []).append(r)
+                        for kind in args.browsers:
+                            if name == "cold":  # every cold start on an empty cache (warm: the last cold one's)
+                                shutil.rmtree(cache_dir, ignore_errors=True)
+                            r = dashboard_start(pages[kind], cache, work, launcher,
+                                                port if kind == "returning" else None)
+                            part = "dashboard" + ("" if launcher == "twnn" else f"_{launcher}") + (
+                                "_returning" if kind == "returning" else "")
+                            log(f"{part} ({name} cache): {r}")
+                            results.setdefault(part, {}).setdefault(name, []).append(r)
                 browser.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -212,6 +233,7 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "repeats": args.repeats,
+        "browsers": args.browsers,
         "median": {part: {name: _summary(runs) for name, runs in states.items()} for part, states in results.items()},
         "runs": results,
     }

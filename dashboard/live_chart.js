@@ -1,12 +1,12 @@
 // The live chart component (dashboard/live_chart.py): one element per key, redrawn with Plotly.react.
-// plotly.js is served by Streamlit's static file serving from static/ beside the app (app/static/...).
-const SRC = "app/static/plotly-cartesian.min.js";  // static_files.PLOTLY_JS
-function loadPlotly() {
+// plotly.js is served by Streamlit's static file serving from static/ beside the app: `data.plotly` is its URL
+// (static_files.PLOTLY_URL), relative to the page.
+function loadPlotly(src) {
   if (!window.__twnnPlotly) {
     window.__twnnPlotly = new Promise((resolve, reject) => {
       if (window.Plotly) return resolve(window.Plotly);
       const s = document.createElement("script");
-      s.src = new URL(SRC, document.baseURI).href;
+      s.src = new URL(src, document.baseURI).href;
       s.onload = () => window.Plotly ? resolve(window.Plotly) : reject(new Error(s.src + " defined no Plotly"));
       s.onerror = () => { window.__twnnPlotly = null; reject(new Error("could not load " + s.src)); };
       document.head.appendChild(s);
@@ -72,7 +72,7 @@ export default function ({ parentElement, data, setTriggerValue }) {
   const fig = JSON.parse(data.figure);
   gd.__twnnNext = [themed(fig, parentElement), fig.config];
   gd.__twnnTrigger = data.clickable ? setTriggerValue : null;
-  loadPlotly().then((P) => {
+  loadPlotly(data.plotly).then((P) => {
     if (!gd.__twnnSeen) {  // a chart scrolled out of view waits, and draws its newest figure on coming back
       gd.__twnnSeen = new IntersectionObserver((entries) => {
         gd.__twnnVisible = entries[entries.length - 1].isIntersecting;

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import plotly.io.json as pio_json
 import streamlit as st
 
-from .static_files import PLOTLY_JS, TRACE_TYPES
+from .static_files import PLOTLY_JS, PLOTLY_URL, TRACE_TYPES
 
 CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -69,7 +69,7 @@ def show(fig: dict, *, key: str, on_click=None) -> None:
     if in_place_available() and bundle_draws(fig):
         # Only strings and booleans at the first level: Streamlit checks every other value there for a data
         # frame, and the first such check imports pandas and pyarrow (~1.5 s before the page's first chart)
-        data = {"figure": figure_json(fig)}
+        data = {"figure": figure_json(fig), "plotly": PLOTLY_URL}
         if on_click is None:
             _component(key=key, data=data)
         else:

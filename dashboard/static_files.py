@@ -17,6 +17,7 @@ from pathlib import Path
 
 STATIC_DIR = Path(__file__).parent / "static"
 PLOTLY_JS = STATIC_DIR / "plotly-cartesian.min.js"
+PLOTLY_URL = "app/static/" + PLOTLY_JS.name  # where the page gets it, relative to the page's own URL
 # the trace modules the cartesian bundle contains (its README); a figure with any other trace type is drawn by
 # st.plotly_chart, which brings the full plotly.js (live_chart.show)
 TRACE_TYPES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour",

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import twnn_dashboard
+from twnn_dashboard.static_files import PLOTLY_URL
 from twnn_jax import cli, compile_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def test_wheel_in_a_fresh_venv_runs_the_dashboard_and_train(tmp_path, request):
             time.sleep(0.5)
         page, _ = _get(f"http://127.0.0.1:{port}/")
         assert b"<noscript>" in page
-        js, kind = _get(f"http://127.0.0.1:{port}/app/static/plotly-cartesian.min.js")  # shipped in the wheel
+        js, kind = _get(f"http://127.0.0.1:{port}/{PLOTLY_URL}")  # shipped in the wheel
         assert kind.startswith(("application/javascript", "text/javascript")) and len(js) > 1_000_000
         train = subprocess.run([str(venv / "bin" / "twnn"), "train", "--task", "sine", "--steps", "5", "--quiet",
                                 "--out", str(tmp_path / "run")], cwd=work, env=env, capture_output=True, text=True,
