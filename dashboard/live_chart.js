@@ -52,6 +52,10 @@ function draw(P, gd) {  // one Plotly.react at a time, always with the newest; o
     .catch((err) => console.error("twnn live chart:", err))
     .finally(() => { gd.__twnnBusy = false; gd.__twnnDraws = (gd.__twnnDraws || 0) + 1; clicks(gd); draw(P, gd); });
 }
+function whenIdle(fn) {  // after the browser has painted and has time (within 2 s even when it is busy)
+  if (window.requestIdleCallback) window.requestIdleCallback(fn, {timeout: 2000});
+  else setTimeout(fn, 50);
+}
 function clicks(gd) {  // a chart shown with on_click: a click on a point sends it to Python (trigger "click")
   if (gd.__twnnClickBound || !gd.on) return;
   gd.__twnnClickBound = true;
@@ -74,9 +78,10 @@ export default function ({ parentElement, data, setTriggerValue }) {
   gd.__twnnTrigger = data.clickable ? setTriggerValue : null;
   loadPlotly(data.plotly).then((P) => {
     if (!gd.__twnnSeen) {  // a chart scrolled out of view waits, and draws its newest figure on coming back
-      gd.__twnnSeen = new IntersectionObserver((entries) => {
+      gd.__twnnSeen = new IntersectionObserver((entries) => {  // called once at once, then on each change
         gd.__twnnVisible = entries[entries.length - 1].isIntersecting;
-        draw(P, gd);
+        if (gd.__twnnVisible || gd._fullLayout) draw(P, gd);
+        else whenIdle(() => draw(P, gd));  // never drawn, out of view: after the charts in view have painted
       }, {rootMargin: "100px"});
       gd.__twnnSeen.observe(gd);
     }
@@ -87,7 +92,7 @@ export default function ({ parentElement, data, setTriggerValue }) {
       });
       gd.__twnnResize.observe(gd);
     }
-    draw(P, gd);
+    if (gd._fullLayout) draw(P, gd);  // a new figure for a drawn chart (a new chart: its first sighting draws it)
   }).catch((err) => {
     gd.textContent = "Chart unavailable: " + err.message + ". Start the dashboard with " +
       "--server.enableStaticServing=true (the README's command and `twnn dashboard` do).";

@@ -6,7 +6,9 @@ live charts on this machine, CPU that training could use. This component keeps o
 hands each new figure to `Plotly.react`, which updates only what changed (and, with the figures'
 `layout.uirevision`, keeps the user's zoom). A chart scrolled out of view, or in a background tab, is
 not redrawn until it is seen again (then at once, with the newest figure): redrawing costs the browser
-~40 ms a chart. The component's JavaScript is `live_chart.js`, beside this file (shipped in the wheel).
+~40 ms a chart. A chart that starts out of view draws its first figure once the browser is idle, after the
+charts in view have painted (the page's first chart came ~0.4 s sooner, benchmarks/README.md, "Start-up").
+The component's JavaScript is `live_chart.js`, beside this file (shipped in the wheel).
 
 plotly.js itself is the cartesian bundle in `static/` beside this file (static_files.py), served by
 Streamlit's static file serving (`server.enableStaticServing`, set in `.streamlit/config.toml` and by `twnn

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,10 @@ _built = threading.Event()  # set when the preload has built its runner, or fail
 _started = threading.Event()  # a preload was started in this process
 _page_shown = threading.Event()  # a page has run through once (`page_shown`)
 TRAINING_WAITS_S = 20.0  # the training loop's compilation waits this long at most for the first page to show
+# ... and then this long: the browser is still drawing that page (plotly.js parsed, the charts drawn). With the
+# compilation at once, warm starts drew their first chart at 5.3 s, with this wait at 4.6 s (medians of six
+# paired starts in a fresh browser profile, this 2-core machine; benchmarks/README.md, "Start-up").
+BROWSER_DRAWS_S = 3.0
 
 
 def default_config():
@@ -36,8 +41,8 @@ def warm_default() -> None:
     """Build and compile what the default page calls first (`Runner.first_page_calls`: the evaluation, the
     generation, the contraction estimate, the network views' settling trace) with a runner of the default
     config, offered to the first page (`claim`); then import SciPy's statistics (the inspector's); then, once
-    that page has shown, the training loop. Errors
-    are left to the page, which builds the same things again and reports them."""
+    that page has shown and the browser has had `BROWSER_DRAWS_S` to draw it, the training loop. Errors are
+    left to the page, which builds the same things again and reports them."""
     _started.set()
     runner = None
     try:
@@ -64,12 +69,25 @@ def warm_default() -> None:
         # charts (and every chart after them). Imported here, after what the first view needs.
         import scipy.stats  # noqa: F401
 
-        # The training loop is not needed until Play. Compiled now, its tracing (seconds of Python) would take
-        # the interpreter lock from the first page in turns: wait until that page has shown (or for no page).
-        _page_shown.wait(TRAINING_WAITS_S)
-        runner.compile_training()
+        # The training loop is not needed until Play (which compiles it at once if pressed before). Compiled now,
+        # its tracing (seconds of Python) would take the interpreter lock from the first page in turns, and then a
+        # core from the browser drawing that page: wait until the page has shown (or for no page), then a while.
+        if _wait(runner, TRAINING_WAITS_S, _page_shown) and _wait(runner, BROWSER_DRAWS_S):
+            runner.compile_training()
     except Exception:  # noqa: BLE001 - the page computes the same things again and reports what fails
         logger.debug("preloading the default page failed", exc_info=True)
+
+
+def _wait(runner, seconds: float, until: threading.Event | None = None) -> bool:
+    """Wait `seconds`, or until `until` is set; False (at once) when `runner` is closed meanwhile: declined by a
+    page, or the process is exiting, which then need not wait for this thread."""
+    deadline = time.monotonic() + seconds
+    while not runner.closed:
+        left = deadline - time.monotonic()
+        if left <= 0 or (until is not None and until.is_set()):
+            return True
+        time.sleep(min(0.1, left))
+    return False
 
 
 def page_shown() -> None:
