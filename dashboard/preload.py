@@ -40,8 +40,8 @@ def default_config():
 def warm_default() -> None:
     """Build and compile what the default page calls first (`Runner.first_page_calls`: the evaluation, the
     generation, the contraction estimate, the network views' settling trace) with a runner of the default
-    config, offered to the first page (`claim`); then import SciPy's statistics (the inspector's); then, once
-    that page has shown and the browser has had `BROWSER_DRAWS_S` to draw it, the training loop. Errors are
+    config, offered to the first page (`claim`); then, once that page has shown and the browser has had
+    `BROWSER_DRAWS_S` to draw it, the training loop. Errors are
     left to the page, which builds the same things again and reports them."""
     _started.set()
     runner = None
@@ -64,11 +64,6 @@ def warm_default() -> None:
             if runner.closed:  # declined by a page with other settings, or the process is exiting
                 return
             call()
-        # The inspector's Spearman rho (`twnn_jax.inspector_figures.spearman`) imports SciPy's statistics where it
-        # is used: ~0.6 s of interpreter time, which the first page would otherwise spend before its inspector's
-        # charts (and every chart after them). Imported here, after what the first view needs.
-        import scipy.stats  # noqa: F401
-
         # The training loop is not needed until Play (which compiles it at once if pressed before). Compiled now,
         # its tracing (seconds of Python) would take the interpreter lock from the first page in turns, and then a
         # core from the browser drawing that page: wait until the page has shown (or for no page), then a while.

@@ -545,34 +545,3 @@ def test_a_preload_that_fails_leaves_the_page_to_build_its_own(monkeypatch):
     preload.warm_default()
     assert preload._built.is_set() and preload._offered == []
     assert preload.claim(session.make_config(task="sine"), "page") is None
-
-
-def test_the_preload_imports_the_inspectors_statistics_after_the_first_views():
-    """SciPy's statistics (the inspector's Spearman rho) cost ~0.6 s to import: the preload imports them after the
-    default page's first calls, so the first page does not. In a fresh interpreter: they are not imported before."""
-    import subprocess
-    import sys
-
-    script = """
-import sys
-from types import SimpleNamespace
-from twnn_dashboard import preload, session
-calls = []
-def first_call():
-    calls.append("scipy.stats" in sys.modules)
-class StubRunner:
-    closed = False
-    def __init__(self, config, warm_up=True):
-        pass
-    def first_page_calls(self):
-        return [first_call]
-    def compile_training(self):
-        calls.append("compile_training")
-session.Runner = StubRunner
-preload._page_shown.set()
-preload.warm_default()
-print(calls, "scipy.stats" in sys.modules)
-"""
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["[False,", "'compile_training']", "True"], out.stdout
