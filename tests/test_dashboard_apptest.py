@@ -545,3 +545,42 @@ def test_a_preload_that_fails_leaves_the_page_to_build_its_own(monkeypatch):
     preload.warm_default()
     assert preload._built.is_set() and preload._offered == []
     assert preload.claim(session.make_config(task="sine"), "page") is None
+
+
+class _StubRunner:
+    """Stands in for `session.Runner` in the preload: records when the training loop is compiled."""
+
+    closed = False
+
+    def __init__(self, config, warm_up=True):
+        self.compiled = []
+
+    def first_page_calls(self):
+        return []
+
+    def compile_training(self):
+        self.compiled.append("training")
+
+
+def test_the_preload_compiles_training_after_the_page_has_shown_and_not_for_a_closed_runner(monkeypatch):
+    """The training loop is compiled once the first page has shown and `BROWSER_DRAWS_S` has passed; a runner
+    closed while the preload waits (a page with another task, the process exiting) ends the wait, uncompiled."""
+    import threading
+
+    preload = _fresh_preload(monkeypatch)
+    monkeypatch.setattr(session, "Runner", _StubRunner)
+    monkeypatch.setattr(preload, "BROWSER_DRAWS_S", 0.2)
+    preload._page_shown.set()
+    preload.warm_default()
+    assert preload._offered[0].compiled == ["training"]
+
+    preload = _fresh_preload(monkeypatch)
+    monkeypatch.setattr(preload, "TRAINING_WAITS_S", 600.0)  # no page shows
+    thread = threading.Thread(target=preload.warm_default, daemon=True)
+    thread.start()
+    preload._built.wait(60)
+    runner = preload._offered[0]
+    assert thread.is_alive()  # waiting for a page
+    runner.closed = True
+    thread.join(60)  # far less than the 600 s it would wait for a page
+    assert not thread.is_alive() and runner.compiled == []
