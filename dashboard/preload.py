@@ -25,7 +25,9 @@ _page_shown = threading.Event()  # a page has run through once (`page_shown`)
 TRAINING_WAITS_S = 20.0  # the training loop's compilation waits this long at most for the first page to show
 # ... and then this long: the browser is still drawing that page (plotly.js parsed, the charts drawn). With the
 # compilation at once, warm starts drew their first chart at 5.3 s, with this wait at 4.6 s (medians of six
-# paired starts in a fresh browser profile, this 2-core machine; benchmarks/README.md, "Start-up").
+# paired starts in a fresh browser profile, this 2-core machine; benchmarks/README.md, "Start-up"). The price:
+# Play pressed within these seconds compiles the loop itself, and its first step shows later (4.4 against 2.4 s
+# for Play 1 s after the first chart). 1.5 s here was between the two for the first chart.
 BROWSER_DRAWS_S = 3.0
 
 
