@@ -54,8 +54,8 @@ DRAWN = """(sel) => [...document.querySelectorAll(sel)].some((e) => Array.isArra
 ANY_CHART = ".js-plotly-plot"
 TASK_CHART = {"sine": ".st-key-chart_sine .js-plotly-plot", "digits": ".st-key-chart_samples .js-plotly-plot"}
 TIMEOUT_MS = 300_000
-PLOTLY_FETCH = """() => {  // epoch ms of the plotly.js request and of its last byte, or null
-  const e = performance.getEntriesByType("resource").find((r) => r.name.includes("/app/static/plotly"));
+PLOTLY_FETCH = """(url) => {  // epoch ms of the request for `url` (plotly.js) and of its last byte, or null
+  const e = performance.getEntriesByType("resource").find((r) => r.name.endsWith(url));
   return e ? [performance.timeOrigin + e.fetchStart, performance.timeOrigin + e.responseEnd] : null;
 }"""
 
@@ -106,6 +106,7 @@ def dashboard_start(new_page, cache: str, work: Path, launcher: str = "twnn", po
     """One server start (on `port`, or a free one): times to the first chart, then the default task -> the other
     one -> back, in a page from `new_page()`."""
     from twnn_dashboard.controls import defaults
+    from twnn_dashboard.static_files import PLOTLY_URL
 
     home = defaults()["task"]
     other = "sine" if home != "sine" else "digits"
@@ -125,7 +126,7 @@ def dashboard_start(new_page, cache: str, work: Path, launcher: str = "twnn", po
         out["controls_s"] = time.perf_counter() - t0
         page.wait_for_function(DRAWN, arg=ANY_CHART, timeout=TIMEOUT_MS)
         out["first_chart_s"] = time.perf_counter() - t0
-        fetch = page.evaluate(PLOTLY_FETCH)
+        fetch = page.evaluate(PLOTLY_FETCH, PLOTLY_URL)
         if fetch:
             out["plotly_requested_s"], out["plotly_fetched_s"] = (ms / 1000 - t0_epoch for ms in fetch)
         page.wait_for_function(DRAWN, arg=TASK_CHART[home], timeout=TIMEOUT_MS)
